@@ -1,0 +1,230 @@
+"""Typed deployment configuration, loaded from YAML and validated before any packet is sent.
+
+Secrets are only ever *referenced* (an environment variable name or a file path); a literal secret in
+the file is a config error. Vendor declarations live under ``declared`` keyed by PS3.2 table id and
+row label, so the annex can show declared values next to (or against) what was observed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+# Ports that matter for DICOM deployments (DIMSE, DIMSE-TLS, DICOMweb, PACS web, syslog, LDAP).
+DEFAULT_TCP_PORTS: tuple[int, ...] = (
+    104, 11112, 2761, 2762, 4242, 4006, 5678, 8104, 80, 443, 8042, 8080, 8443, 514, 601, 6514, 389, 636,
+)
+DEFAULT_UDP_PORTS: tuple[int, ...] = (514, 123)
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; the message is one line naming the field and the problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(_Strict):
+    """Where a secret can be read: exactly one of an environment variable or a file."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of 'env' or 'file' (literal secrets are not allowed)")
+        return self
+
+    def resolve(self) -> SecretStr:
+        """Read the secret now; the value never appears in a message or exception."""
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise ConfigError(f"secret: environment variable {self.env} is not set")
+            return SecretStr(value)
+        assert self.file is not None
+        try:
+            return SecretStr(self.file.read_text(encoding="utf-8").rstrip("\r\n"))
+        except OSError as exc:
+            raise ConfigError(f"secret: cannot read file {self.file}: {exc.strerror}") from None
+
+    def describe(self) -> str:
+        return f"env:{self.env}" if self.env else f"file:{self.file}"
+
+
+class TlsClientCredentials(_Strict):
+    """A client certificate for endpoints that require mutual TLS; the key is a file reference."""
+
+    cert_file: Path
+    key_file: Path
+    key_password: SecretRef | None = None
+
+
+class UserIdentityCredentials(_Strict):
+    """Valid credentials for User Identity Negotiation (PS3.7 D.3.3.7), by reference only."""
+
+    username: str | None = None
+    passcode: SecretRef | None = None
+    kerberos_ticket: SecretRef | None = None
+    saml_assertion: SecretRef | None = None
+    jwt: SecretRef | None = None
+
+
+class Credentials(_Strict):
+    tls_client: TlsClientCredentials | None = None
+    ca_file: Path | None = Field(default=None, description="CA bundle used to validate server chains")
+    user_identity: UserIdentityCredentials | None = None
+
+
+class Host(_Strict):
+    address: str
+    name: str | None = None
+    tcp_ports: list[Port] | None = Field(default=None, description="ports to inventory; default list when absent")
+    udp_ports: list[Port] | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            if not v or len(v) > 253 or any(c.isspace() for c in v):
+                raise ValueError(f"not an IP address or host name: {v!r}") from None
+        return v
+
+
+class ApplicationEntityConfig(_Strict):
+    ae_title: str = Field(min_length=1, max_length=16)
+    host: str
+    port: Port
+    tls: bool = False
+    role: Literal["scp", "scu", "both"] = "scp"
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae_title(cls, v: str) -> str:
+        # PS3.5 AE VR: no backslash or control characters, not all spaces.
+        if not v.strip() or "\\" in v or any(ord(c) < 0x20 or ord(c) > 0x7E for c in v):
+            raise ValueError(f"not a valid AE title: {v!r}")
+        return v
+
+
+class Timeouts(_Strict):
+    connect: float = Field(default=2.0, gt=0, le=120)
+    read: float = Field(default=4.0, gt=0, le=300)
+    tls_handshake: float = Field(default=4.0, gt=0, le=120)
+    dicom: float = Field(default=8.0, gt=0, le=300, description="ACSE/DIMSE timeout for one association")
+    nmap: float = Field(default=60.0, gt=0, le=3600)
+    endpoint: float = Field(default=120.0, gt=0, le=3600, description="bound on all probes of one endpoint")
+
+
+class Concurrency(_Strict):
+    overall: int = Field(default=64, ge=1, le=1024)
+    per_host: int = Field(default=8, ge=1, le=128)
+
+
+class Intrusive(_Strict):
+    """Probes that may disturb a fragile production system are opt-in."""
+
+    max_associations: bool = False
+    max_associations_cap: int = Field(default=20, ge=1, le=500)
+    measure_timeouts: bool = False  # ARTIM, association request and idle timeouts
+    passcode_over_plaintext: bool = False  # PS3.7: type 2 passcodes travel in the clear without TLS
+    syslog_test_messages: bool = False
+
+
+class ScanOptions(_Strict):
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    concurrency: Concurrency = Field(default_factory=Concurrency)
+    intrusive: Intrusive = Field(default_factory=Intrusive)
+    calling_ae_title: str = Field(default="DCSAUDIT", min_length=1, max_length=16)
+    udp: bool = Field(default=True, description="UDP inventory (514, 123) when privileges allow")
+    use_nmap: bool = True
+    tls_audit: bool = True
+
+
+class CollectorOptions(_Strict):
+    """The syslog collector run during a scan (issue 5)."""
+
+    enabled: bool = False
+    bind: str = "127.0.0.1"
+    tls_port: Port = 6514
+    udp_port: Port | None = 514
+    window_seconds: float = Field(default=5.0, ge=0, le=600)
+
+
+class DeploymentConfig(_Strict):
+    deployment: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    hosts: list[Host] = Field(min_length=1)
+    application_entities: list[ApplicationEntityConfig] = Field(default_factory=list)
+    credentials: Credentials = Field(default_factory=Credentials)
+    declared: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="PS3.2 table id -> row label -> value the vendor declares"
+    )
+    scan: ScanOptions = Field(default_factory=ScanOptions)
+    collector: CollectorOptions = Field(default_factory=CollectorOptions)
+    policy: str = Field(default="default", description="policy name in configs/ or a path to a policy file")
+
+    @model_validator(mode="after")
+    def _aes_on_known_hosts(self) -> DeploymentConfig:
+        known = {h.address for h in self.hosts} | {h.name for h in self.hosts if h.name}
+        for i, ae in enumerate(self.application_entities):
+            if ae.host not in known:
+                raise ValueError(f"application_entities.{i}.host: {ae.host!r} is not one of the configured hosts")
+        return self
+
+    def tcp_ports_for(self, host: Host) -> list[int]:
+        ports = set(host.tcp_ports if host.tcp_ports is not None else DEFAULT_TCP_PORTS)
+        ports |= {ae.port for ae in self.application_entities if ae.host in (host.address, host.name)}
+        return sorted(ports)
+
+    def udp_ports_for(self, host: Host) -> list[int]:
+        if not self.scan.udp:
+            return []
+        return sorted(set(host.udp_ports if host.udp_ports is not None else DEFAULT_UDP_PORTS))
+
+    def address_of(self, host_or_name: str) -> str:
+        for h in self.hosts:
+            if host_or_name in (h.address, h.name):
+                return h.address
+        return host_or_name
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{loc}: {msg}"
+
+
+def parse_config(data: Any, source: str = "config") -> DeploymentConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping")
+    try:
+        return DeploymentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_first_error(exc)}") from None
+
+
+def load_config(path: Path) -> DeploymentConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} not valid YAML") from None
+    return parse_config(data, str(path))

@@ -1,0 +1,1 @@
+"""TLS audit (issue 3)."""

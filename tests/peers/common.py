@@ -1,0 +1,91 @@
+"""Shared helpers for tests that start real peers on loopback (never any other address)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import trustme
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port(host: str = LOOPBACK, kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, host: str = LOOPBACK, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+def require_program(name: str) -> str:
+    path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
+    if path is None:
+        # CI installs every peer (scripts/setup.sh); a missing one there is a failure, not a skip.
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed; scripts/setup.sh should have installed it")
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+@contextmanager
+def running(cmd: list[str], port: int | None = None, env: dict[str, str] | None = None,
+            cwd: Path | None = None, wait: bool = True) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a peer program, wait until its port listens, and always stop it."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    try:
+        if port is not None and wait:
+            try:
+                wait_for_port(port)
+            except TimeoutError:
+                proc.kill()
+                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+                raise RuntimeError(f"{cmd[0]} did not start: {out[-2000:]}") from None
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+class TestPKI:
+    """A throwaway CA with server and client certificates for 127.0.0.1/localhost, written to files."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.ca = trustme.CA()
+        self.ca_file = directory / "ca.pem"
+        self.ca.cert_pem.write_to_path(str(self.ca_file))
+        server = self.ca.issue_cert("127.0.0.1", "localhost", "::1")
+        self.server_cert = directory / "server.pem"
+        self.server_key = directory / "server.key"
+        self.server_chain = directory / "server-chain.pem"
+        server.cert_chain_pems[0].write_to_path(str(self.server_cert))
+        server.private_key_pem.write_to_path(str(self.server_key))
+        with open(self.server_chain, "wb") as f:
+            for blob in server.cert_chain_pems:
+                f.write(blob.bytes())
+        client = self.ca.issue_cert("dcsaudit-client")
+        self.client_cert = directory / "client.pem"
+        self.client_key = directory / "client.key"
+        client.cert_chain_pems[0].write_to_path(str(self.client_cert))
+        client.private_key_pem.write_to_path(str(self.client_key))
