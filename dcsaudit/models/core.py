@@ -76,6 +76,7 @@ class Provenance(StrEnum):
     CONTRADICTED = "contradicted"  # declared X, observed Y
     NOT_VERIFIABLE = "not_verifiable"  # neither observed nor declared: the network cannot show it
     NOT_OBSERVED = "not_observed"  # observable in principle, but this audit did not see it
+    LABEL = "label"  # a row heading from the PS3.2 template, not a claim about the product
 
 
 class Cell(Model):
