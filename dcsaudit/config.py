@@ -142,6 +142,28 @@ class Intrusive(_Strict):
     syslog_test_messages: bool = False
 
 
+class DicomProbeOptions(_Strict):
+    """Knobs of the DICOM association audit (issue 4); names or UIDs, resolved by dcsaudit.probes.dicom_sop."""
+
+    sop_classes: list[str] = Field(
+        default_factory=lambda: [
+            "Verification", "CTImageStorage", "MRImageStorage", "SecondaryCaptureImageStorage",
+            "PatientRootQueryRetrieveInformationModelFind", "StudyRootQueryRetrieveInformationModelFind",
+            "PatientRootQueryRetrieveInformationModelMove", "StudyRootQueryRetrieveInformationModelMove",
+            "PatientRootQueryRetrieveInformationModelGet", "StudyRootQueryRetrieveInformationModelGet",
+            "ModalityWorklistInformationFind", "ModalityPerformedProcedureStep",
+            "StorageCommitmentPushModel",
+        ],
+        max_length=120, description="SOP classes proposed as presentation contexts (no data is ever sent)")
+    default_called_aes: list[str] = Field(
+        default_factory=lambda: ["ANY-SCP", "ORTHANC", "STORESCP", "DCM4CHEE", "PACS"], max_length=20)
+    default_calling_aes: list[str] = Field(
+        default_factory=lambda: ["ANY-SCU", "ECHOSCU", "STORESCU", "FINDSCU", "PYNETDICOM"], max_length=20)
+    user_identity: bool = Field(default=True, description="probe User Identity Negotiation types 1-5")
+    timer_cap_seconds: float = Field(default=35.0, gt=0, le=600,
+                                     description="ARTIM / request / idle timers longer than this are reported as '> cap'")
+
+
 class ScanOptions(_Strict):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     concurrency: Concurrency = Field(default_factory=Concurrency)
@@ -150,6 +172,7 @@ class ScanOptions(_Strict):
     udp: bool = Field(default=True, description="UDP inventory (514, 123) when privileges allow")
     use_nmap: bool = True
     tls_audit: bool = True
+    dicom: DicomProbeOptions = Field(default_factory=DicomProbeOptions)
 
 
 class CollectorOptions(_Strict):

@@ -1,4 +1,11 @@
-"""DICOM association audit results (issue 4). Contract names are relied on by scripts."""
+"""DICOM association audit results (issue 4). Contract names are relied on by scripts.
+
+Contract fields (``report.json`` → ``application_entities[]``): ``ae_title``, ``host``, ``port``, ``tls``,
+``verification``, ``accepts_any_called_ae``, ``accepts_any_calling_ae``, ``implementation_class_uid``,
+``implementation_version_name``, ``max_pdu_length``, ``user_identity`` (``types`` "1".."5" →
+accepted/rejected/ignored/not_tested, ``enforced``), ``artim_seconds``, ``max_associations``.
+Everything else is detail that backs those answers (PS3.7 D.3.3, PS3.8 §9.3).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +17,110 @@ from dcsaudit.models.core import Model
 
 UidOutcome = Literal["accepted", "rejected", "ignored", "not_tested"]
 
+# How one association attempt ended, from the requestor's point of view.
+AssocOutcome = Literal[
+    "accepted",  # A-ASSOCIATE-AC (even when every presentation context was refused)
+    "rejected",  # A-ASSOCIATE-RJ, with its (result, source, reason) triple
+    "aborted",  # A-ABORT or A-P-ABORT instead of an answer
+    "closed",  # the peer closed TCP without a PDU
+    "refused",  # TCP connection refused
+    "timeout",  # no answer within the ACSE/connect timeout
+    "tls_failure",
+    "protocol_error",  # the answer was not a well-formed PDU (garbage, absurd length, …)
+    "error",  # anything else (unreachable, internal)
+]
+
+UidSupport = Literal["not_supported", "supported_not_enforced", "enforced", "unknown"]
+
+
+class RejectTriple(Model):
+    """A-ASSOCIATE-RJ fields (PS3.8 §9.3.4): result, source, reason/diag, with their PS3.8 meanings."""
+
+    result: int
+    source: int
+    reason: int
+    result_str: str = ""
+    source_str: str = ""
+    reason_str: str = ""
+
+
+class AbortInfo(Model):
+    """A-ABORT fields (PS3.8 §9.3.8)."""
+
+    source: int
+    reason: int
+    reason_str: str = ""
+
+
+class PresentationContextResult(Model):
+    """One proposed presentation context and the acceptor's answer (PS3.8 §9.3.3.2)."""
+
+    context_id: int
+    abstract_syntax: str
+    name: str = ""
+    transfer_syntaxes: list[str] = Field(default_factory=list, description="proposed")
+    result: int | None = Field(default=None, description="0 acceptance, 1 user-rejection, 2 no-reason, "
+                               "3 abstract-syntax-not-supported, 4 transfer-syntaxes-not-supported")
+    accepted_transfer_syntax: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.result == 0
+
+
+class AssociationAttempt(Model):
+    """One association request and what came back; also stored as the data of its Evidence item."""
+
+    purpose: str = Field(description="baseline, any_called_ae, any_calling_ae, default_called_ae, "
+                         "default_calling_ae, user_identity_<n>_<invalid|valid>, …")
+    called_ae: str
+    calling_ae: str
+    outcome: AssocOutcome
+    reject: RejectTriple | None = None
+    abort: AbortInfo | None = None
+    error: str = ""
+    contexts: list[PresentationContextResult] = Field(default_factory=list)
+    implementation_class_uid: str | None = None
+    implementation_version_name: str | None = None
+    max_pdu_length: int | None = None
+    user_identity_type: int | None = None
+    positive_response_requested: bool | None = None
+    user_identity_response: bool | None = Field(
+        default=None, description="an A-ASSOCIATE-AC carried a User Identity AC sub-item (0x59)")
+    user_identity_response_length: int | None = None
+    echo_status: int | None = Field(default=None, description="C-ECHO-RSP status, 0 = success")
+    released: bool | None = None
+    duration_ms: float = 0.0
+    evidence: str | None = None
+
+
+def _all_not_tested() -> dict[str, UidOutcome]:
+    return {str(t): "not_tested" for t in range(1, 6)}
+
 
 class UserIdentityResult(Model):
-    types: dict[str, UidOutcome] = Field(
-        default_factory=lambda: {str(t): "not_tested" for t in range(1, 6)}
-    )
+    """User Identity Negotiation as acceptor (PS3.7 D.3.3.7, PS3.2 Table N.8-9)."""
+
+    types: dict[str, UidOutcome] = Field(default_factory=_all_not_tested)
     enforced: bool | None = None
+    support: UidSupport = "unknown"
+    valid_credentials: dict[str, UidOutcome] = Field(
+        default_factory=dict, description="type -> outcome with the configured valid credentials")
+    reject_triples: dict[str, RejectTriple] = Field(
+        default_factory=dict, description="type -> triple of the rejection of invalid credentials")
+    reject_coding: Literal["conformant", "transient", "non_standard", "none"] = Field(
+        default="none", description="PS3.7 D.3.3.7.3 wants (1, 2, x): rejected-permanent by the ACSE provider")
+    notes: list[str] = Field(default_factory=list)
+
+
+class MeasuredTimeout(Model):
+    """A timer measured on the wire (PS3.8 §9.1.5 ARTIM, association request, idle association)."""
+
+    seconds: float | None = Field(default=None, description="time until the peer closed or aborted")
+    cap_seconds: float = Field(description="the measurement gave up after this long")
+    exceeded_cap: bool = False
+    ended_by: Literal["close", "abort", "release", "reject", "data", "none", "error"] = "none"
+    evidence: str | None = None
 
 
 class ApplicationEntity(Model):
@@ -33,6 +138,40 @@ class ApplicationEntity(Model):
     artim_seconds: float | None = None
     max_associations: int | None = None
     evidence: list[str] = Field(default_factory=list)
+    # Details beyond the contract.
+    configured: bool = Field(default=True, description="listed in the config (False: found by identification)")
+    calling_ae_title: str = ""
+    error: str | None = Field(default=None, description="why the AE could not be audited (None: it could)")
+    implementation: str | None = Field(default=None, description="implementation recognised from the UID root")
+    called_ae_reject: RejectTriple | None = None
+    calling_ae_reject: RejectTriple | None = None
+    default_called_aes_accepted: list[str] = Field(default_factory=list)
+    default_calling_aes_accepted: list[str] = Field(default_factory=list)
+    presentation_contexts: list[PresentationContextResult] = Field(default_factory=list)
+    unauthenticated_query_retrieve: list[str] = Field(
+        default_factory=list, description="Q/R or worklist SOP classes accepted without user identity")
+    timeouts: dict[str, MeasuredTimeout] = Field(
+        default_factory=dict, description="artim, association_request, idle_association")
+    max_associations_reached_cap: bool | None = None
+    max_associations_reject: RejectTriple | None = None
+    attempts: list[AssociationAttempt] = Field(default_factory=list)
+    associations_used: int = 0
+    duration_ms: float = 0.0
+
+
+class TlsOffer(Model):
+    """What a TLS client offered in its ClientHello, and what was negotiated (RFC 8446 §4.1.2)."""
+
+    versions: list[str] = Field(default_factory=list)
+    cipher_suites: list[str] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list)
+    signature_algorithms: list[str] = Field(default_factory=list)
+    server_name: str | None = None
+    negotiated_version: str | None = None
+    negotiated_cipher: str | None = None
+    handshake_error: str | None = None
+    client_certificate: dict[str, str] | None = Field(
+        default=None, description="subject, issuer, not_after, sha256 of a client certificate, if one was sent")
 
 
 class Initiator(Model):
@@ -42,3 +181,19 @@ class Initiator(Model):
     called_ae: str
     peer: str
     evidence: list[str] = Field(default_factory=list)
+    port: int = 0
+    tls: bool = False
+    implementation_class_uid: str | None = None
+    implementation_version_name: str | None = None
+    implementation: str | None = None
+    max_pdu_length: int | None = None
+    proposed_contexts: list[PresentationContextResult] = Field(default_factory=list)
+    user_identity_type: int | None = None
+    positive_response_requested: bool | None = None
+    user_identity_primary_length: int | None = Field(
+        default=None, description="length of the primary field (the value itself is not stored for types 2-5)")
+    username: str | None = Field(default=None, description="the username of types 1 and 2 (never the passcode)")
+    tls_offer: TlsOffer | None = None
+    services: list[str] = Field(default_factory=list, description="DIMSE operations received, e.g. C-ECHO")
+    stored_instances: int = 0
+    outcome: str = "accepted"

@@ -1,0 +1,229 @@
+"""One association attempt against an acceptor, turned into an :class:`AssociationAttempt` and Evidence.
+
+PS3.8 §9.3 (PDUs), §7.1 (A-ASSOCIATE), §7.2 (A-RELEASE), PS3.7 §9.3.5 (C-ECHO). Every step has its
+own deadline (connect, TLS handshake, ACSE answer, DIMSE answer), each attempt holds one limiter slot
+for its host, and no exception leaves :func:`run_attempt`: failures become outcomes with a Reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from dcsaudit.context import AuditContext
+from dcsaudit.models.core import Reason
+from dcsaudit.models.dicom import (
+    AbortInfo,
+    AssociationAttempt,
+    AssocOutcome,
+    PresentationContextResult,
+    RejectTriple,
+)
+from dcsaudit.probes import dicom_ul as ul
+from dcsaudit.probes.dicom_sop import SopClass
+
+OUTCOME_REASON: dict[str, Reason | None] = {
+    "accepted": None, "rejected": None, "aborted": None, "closed": Reason.RESET, "refused": Reason.REFUSED,
+    "timeout": Reason.TIMEOUT, "tls_failure": Reason.TLS_FAILURE, "protocol_error": Reason.PROTOCOL_ERROR,
+    "error": Reason.INTERNAL_ERROR,
+}
+
+
+@dataclass
+class Target:
+    """Where and how to connect; shared by every attempt on one AE."""
+
+    ctx: AuditContext
+    host: str
+    port: int
+    ssl_ctx: ssl.SSLContext | None
+    timeouts: ul.Timeouts
+    attempts: list[AssociationAttempt] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.host}:{self.port}/{'dicom-tls' if self.ssl_ctx else 'dicom'}"
+
+
+@dataclass(frozen=True)
+class Spec:
+    purpose: str
+    called_ae: str
+    calling_ae: str
+    sop_classes: tuple[SopClass, ...]
+    user_identity: ul.UserIdentityRQ | None = None
+    echo: bool = True
+
+
+@dataclass
+class Held:
+    """An association left open (max-associations and idle-timer measurements)."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+
+def classify_exception(exc: BaseException) -> tuple[AssocOutcome, str]:
+    if isinstance(exc, ul.PeerClosed):
+        return "closed", str(exc)
+    if isinstance(exc, ul.PduError):
+        return "protocol_error", str(exc)
+    if isinstance(exc, TimeoutError):
+        return "timeout", "no answer before the deadline"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused", "connection refused"
+    if isinstance(exc, ssl.SSLError):
+        return "tls_failure", f"{type(exc).__name__}: {exc.reason or exc}"
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError)):
+        return "closed", f"connection reset ({type(exc).__name__})"
+    if isinstance(exc, OSError):
+        return "error", f"{type(exc).__name__}: {exc.strerror or exc}"
+    return "error", f"{type(exc).__name__}"
+
+
+def _contexts(spec: Spec, info: ul.AcceptInfo | None) -> list[PresentationContextResult]:
+    out = []
+    for i, sop in enumerate(spec.sop_classes):
+        cid = 2 * i + 1
+        result, ts = (info.contexts.get(cid, (None, None)) if info else (None, None))
+        out.append(PresentationContextResult(
+            context_id=cid, abstract_syntax=sop.uid, name=sop.name,
+            transfer_syntaxes=[ul.IMPLICIT_LE, ul.EXPLICIT_LE], result=result,
+            accepted_transfer_syntax=ts if result == 0 else None))
+    return out
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, context_id: int, timeout: float) -> int | None:
+    writer.write(ul.encode_c_echo_rq(context_id))
+    await writer.drain()
+    for _ in range(16):  # a C-ECHO-RSP fits in one PDV; bound the loop against a chatty peer
+        pdu = await ul.read_pdu(reader, timeout)
+        if pdu.pdu_type != 4:
+            raise ul.PduError(f"{pdu.name} instead of the C-ECHO-RSP")
+        last, status = ul.decode_command_status(pdu.body)
+        if last:
+            return status
+    raise ul.PduError("no complete C-ECHO-RSP after 16 PDUs")
+
+
+async def _release(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float) -> bool:
+    writer.write(ul.RELEASE_RQ)
+    await writer.drain()
+    for _ in range(4):
+        pdu = await ul.read_pdu(reader, timeout)
+        if pdu.pdu_type == 6:
+            return True
+        if pdu.pdu_type == 7:
+            return False
+    return False
+
+
+async def run_attempt(target: Target, spec: Spec, *, hold: bool = False) -> tuple[AssociationAttempt, Held | None]:
+    """Associate, optionally C-ECHO, then release (or keep the association open when ``hold``)."""
+    ctx = target.ctx
+    start = time.perf_counter()
+    fields: dict[str, object] = {}
+    outcome: AssocOutcome = "error"
+    error = ""
+    info: ul.AcceptInfo | None = None
+    held: Held | None = None
+    writer: asyncio.StreamWriter | None = None
+    async with ctx.limiter.slot(target.host):
+        try:
+            reader, writer = await ul.open_stream(target.host, target.port, target.timeouts, target.ssl_ctx)
+            contexts = [ul.ProposedContext(2 * i + 1, s.uid) for i, s in enumerate(spec.sop_classes)]
+            writer.write(ul.encode_associate_rq(spec.called_ae, spec.calling_ae, contexts, spec.user_identity))
+            await writer.drain()
+            pdu = await ul.read_pdu(reader, target.timeouts.acse)
+            if pdu.pdu_type == 2:
+                outcome = "accepted"
+                info = ul.decode_associate_ac(pdu.body)
+                fields.update(
+                    implementation_class_uid=info.implementation_class_uid,
+                    implementation_version_name=info.implementation_version_name,
+                    max_pdu_length=info.max_pdu_length,
+                    user_identity_response=info.user_identity_response is not None,
+                    user_identity_response_length=(len(info.user_identity_response)
+                                                   if info.user_identity_response is not None else None),
+                )
+                echo_cx = next((c for i, c in enumerate(contexts)
+                                if spec.sop_classes[i].uid == ul.VERIFICATION and info.contexts.get(c.context_id, (1,))[0] == 0),
+                               None)
+                if spec.echo and echo_cx is not None:
+                    fields["echo_status"] = await _echo(reader, writer, echo_cx.context_id, target.timeouts.dimse)
+                if hold:
+                    held = Held(reader, writer)
+                elif any(r == 0 for r, _ in info.contexts.values()):
+                    fields["released"] = await _release(reader, writer, target.timeouts.acse)
+                else:
+                    # No context accepted: nothing to release gracefully; PS3.8 lets the requestor abort.
+                    writer.write(ul.ABORT_RQ)
+                    fields["released"] = False
+            elif pdu.pdu_type == 3:
+                outcome = "rejected"
+                result, source, reason = pdu.body[1], pdu.body[2], pdu.body[3]
+                rs, ss, ns = ul.describe_reject(result, source, reason)
+                fields["reject"] = RejectTriple(result=result, source=source, reason=reason,
+                                                result_str=rs, source_str=ss, reason_str=ns)
+            elif pdu.pdu_type == 7:
+                outcome = "aborted"
+                fields["abort"] = AbortInfo(source=pdu.body[2], reason=pdu.body[3],
+                                            reason_str=ul.ABORT_REASON.get(pdu.body[3], "reserved"))
+            else:
+                outcome, error = "protocol_error", f"{pdu.name} in answer to A-ASSOCIATE-RQ"
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # errors are results (architecture rule 3)
+            if outcome == "accepted":
+                # The association was accepted; the failure came in C-ECHO or release. Keep the answer.
+                kind, error = classify_exception(exc)
+                error = f"after acceptance: {kind}: {error}"
+            else:
+                outcome, error = classify_exception(exc)
+        finally:
+            if writer is not None and held is None:
+                await ul.close_quietly(writer)
+    duration = (time.perf_counter() - start) * 1000
+    uid = spec.user_identity
+    attempt = AssociationAttempt(
+        purpose=spec.purpose, called_ae=spec.called_ae, calling_ae=spec.calling_ae, outcome=outcome, error=error,
+        contexts=_contexts(spec, info), user_identity_type=uid.identity_type if uid else None,
+        positive_response_requested=uid.positive_response_requested if uid else None,
+        duration_ms=round(duration, 3), **fields,
+    )
+    summary = f"{spec.purpose}: {spec.calling_ae!r} -> {spec.called_ae!r}: {outcome}"
+    if attempt.reject:
+        summary += f" ({attempt.reject.result}, {attempt.reject.source}, {attempt.reject.reason})"
+    if error:
+        summary += f" — {error}"
+    ev = ctx.evidence.add(
+        "dicom.assoc", target.label, ok=outcome in ("accepted", "rejected", "aborted"), summary=summary,
+        reason=OUTCOME_REASON[outcome] if not (outcome == "accepted" and error) else Reason.PROTOCOL_ERROR,
+        data=attempt.model_dump(mode="json", exclude={"evidence"}), duration_ms=duration)
+    attempt = attempt.model_copy(update={"evidence": ev.id})
+    target.attempts.append(attempt)
+    return attempt, held
+
+
+@contextlib.asynccontextmanager
+async def holding(target: Target) -> AsyncIterator[list[Held]]:
+    """A list of held associations that are all released (or aborted) on exit."""
+    held: list[Held] = []
+    try:
+        yield held
+    finally:
+        await asyncio.gather(*(release_held(h, target.timeouts.acse) for h in held), return_exceptions=True)
+
+
+async def release_held(h: Held, timeout: float) -> None:
+    try:
+        await _release(h.reader, h.writer, min(timeout, 2.0))
+    except Exception:
+        with contextlib.suppress(Exception):
+            h.writer.write(ul.ABORT_RQ)
+    finally:
+        await ul.close_quietly(h.writer)
