@@ -182,6 +182,8 @@ class CollectorOptions(_Strict):
     bind: str = "127.0.0.1"
     tls_port: Port = 6514
     udp_port: Port | None = 514
+    cert_file: Path | None = Field(default=None, description="collector certificate; self-signed when absent")
+    key_file: Path | None = None
     window_seconds: float = Field(default=5.0, ge=0, le=600)
 
 

@@ -1,0 +1,250 @@
+"""The built-in demo deployment: a small DICOM "product" on loopback, audited by the real pipeline.
+
+``dcsaudit demo`` starts, on 127.0.0.1 and free ports only:
+- a pynetdicom SCP ``DEMO-PACS`` (Verification + Storage) on a plain port and on a TLS port
+  (certificates generated at start by a throwaway CA; the TLS port asks for an optional client cert),
+- a User Identity Negotiation handler (username + passcode; the passcode lives in a temp file),
+- an audit-trail originator that sends DICOM audit messages (PS3.15 A.5) to dcsaudit's collector on
+  the events the scan causes (associations, rejected identities, C-ECHO),
+then audits it with ``run_audit`` exactly like ``dcsaudit scan`` and stops everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import secrets
+import socket
+import ssl
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from dcsaudit.config import DeploymentConfig, parse_config
+from dcsaudit.models.report import Report
+from dcsaudit.policy import Policy, load_policy
+
+LOOPBACK = "127.0.0.1"
+DEMO_AE = "DEMO-PACS"
+DEMO_USER = "demo-user"
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+# --- certificates -----------------------------------------------------------------------------------
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "dcsaudit demo"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    path.chmod(0o600)
+
+
+def make_demo_pki(directory: Path) -> dict[str, Path]:
+    """A throwaway CA, a server certificate for 127.0.0.1/localhost and a client certificate (P-256, SHA-256)."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(_name("dcsaudit demo CA")).issuer_name(_name("dcsaudit demo CA"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=30))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    out = {"ca": directory / "ca.pem"}
+    out["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    for role, cn in (("server", "localhost"), ("client", "dcsaudit-demo-client")):
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(ca.subject)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=30))
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True))
+        if role == "server":
+            builder = builder.add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(LOOPBACK))]), critical=False)
+        cert = builder.sign(ca_key, hashes.SHA256())
+        out[role] = directory / f"{role}.pem"
+        out[f"{role}_key"] = directory / f"{role}.key"
+        out[role].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _write_key(key, out[f"{role}_key"])
+    return out
+
+
+# --- the demo product -------------------------------------------------------------------------------
+
+class DemoProduct:
+    """pynetdicom SCPs plus an audit-trail originator, all on loopback."""
+
+    def __init__(self, workdir: Path, collector_tls_port: int, pki: dict[str, Path]) -> None:
+        self.workdir = workdir
+        self.pki = pki
+        self.plain_port = free_port()
+        self.tls_port = free_port()
+        self.collector_tls_port = collector_tls_port
+        self.passcode = secrets.token_urlsafe(18)
+        self.passcode_file = workdir / "demo-passcode"
+        self.passcode_file.write_text(self.passcode, encoding="utf-8")
+        self.passcode_file.chmod(0o600)
+        self._servers: list[Any] = []
+        self._originator: Any = None
+        self._originator_lock = threading.Lock()
+        self._started_announced = False
+
+    # The audit-trail originator connects lazily: the collector starts with the scan.
+    def _audit(self, method: str, *args: Any, **kwargs: Any) -> None:
+        try:
+            from dcsaudit.audit_originator import AuditOriginator
+        except ModuleNotFoundError:
+            return
+        with self._originator_lock:
+            try:
+                if self._originator is None:
+                    ctx = ssl.create_default_context(cafile=str(self.pki["ca"]))
+                    ctx.load_cert_chain(str(self.pki["client"]), str(self.pki["client_key"]))
+                    self._originator = AuditOriginator(LOOPBACK, self.collector_tls_port, "tls", ssl_context=ctx,
+                                                       app_name="demo-pacs", source_id=DEMO_AE)
+                if not self._started_announced:
+                    self._started_announced = True
+                    self._originator.application_activity(True, [DEMO_AE])
+                getattr(self._originator, method)(*args, **kwargs)
+            except Exception:  # the demo product keeps serving if its audit trail fails, as real ones do
+                self._originator = None
+
+    def _handlers(self) -> list[tuple[Any, Callable[..., Any]]]:
+        from pynetdicom import evt
+
+        def on_user_id(event: Any) -> tuple[bool, bytes | None]:
+            ok = (event.user_id_type == 2 and event.primary_field == DEMO_USER.encode()
+                  and event.secondary_field is not None
+                  and secrets.compare_digest(event.secondary_field, self.passcode.encode()))
+            peer = f"{event.assoc.requestor.address}:{event.assoc.requestor.port}"
+            self._audit("user_authentication", event.primary_field.decode("utf-8", "replace")[:64], ok, peer)
+            return ok, None
+
+        def on_echo(event: Any) -> int:
+            return 0x0000
+
+        def on_store(event: Any) -> int:
+            return 0x0000  # the demo keeps nothing
+
+        def on_accepted(event: Any) -> None:
+            a = event.assoc
+            self._audit("association", f"{a.requestor.address}:{a.requestor.port}", a.requestor.ae_title,
+                        a.acceptor.ae_title, True)
+
+        def on_rejected(event: Any) -> None:
+            a = event.assoc
+            self._audit("association", f"{a.requestor.address}:{a.requestor.port}", a.requestor.ae_title,
+                        a.acceptor.ae_title, False)
+
+        return [(evt.EVT_USER_ID, on_user_id), (evt.EVT_C_ECHO, on_echo), (evt.EVT_C_STORE, on_store),
+                (evt.EVT_ACCEPTED, on_accepted), (evt.EVT_REJECTED, on_rejected)]
+
+    def start(self) -> None:
+        from pynetdicom import AE, AllStoragePresentationContexts
+        from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+        ae = AE(ae_title=DEMO_AE)
+        ae.add_supported_context(Verification)
+        for cx in AllStoragePresentationContexts[:20]:
+            ae.add_supported_context(cx.abstract_syntax)
+        ae.maximum_associations = 8
+        ae.network_timeout = 5
+        ae.acse_timeout = 5
+        ae.dimse_timeout = 5
+        handlers = self._handlers()
+        self._servers.append(ae.start_server((LOOPBACK, self.plain_port), block=False, evt_handlers=handlers))
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.minimum_version = ssl.TLSVersion.TLSv1_2
+        tls.load_cert_chain(str(self.pki["server"]), str(self.pki["server_key"]))
+        tls.load_verify_locations(str(self.pki["ca"]))
+        tls.verify_mode = ssl.CERT_OPTIONAL
+        self._servers.append(ae.start_server((LOOPBACK, self.tls_port), block=False, evt_handlers=handlers,
+                                             ssl_context=tls))
+
+    def stop(self) -> None:
+        with self._originator_lock:
+            if self._originator is not None:
+                try:
+                    self._originator.application_activity(False, [DEMO_AE])
+                    self._originator.close()
+                except Exception:
+                    pass
+                self._originator = None
+        for server in self._servers:
+            server.shutdown()
+        self._servers.clear()
+
+
+def demo_config(product: DemoProduct, pki: dict[str, Path], collector_tls_port: int,
+                collector_udp_port: int) -> DeploymentConfig:
+    """The demo deployment, written as a user would write configs/*.yaml."""
+    return parse_config({
+        "deployment": "dcsaudit built-in demo (pynetdicom DEMO-PACS on loopback)",
+        "hosts": [{"address": LOOPBACK, "name": "demo-pacs",
+                   "tcp_ports": [product.plain_port, product.tls_port], "udp_ports": []}],
+        "application_entities": [
+            {"ae_title": DEMO_AE, "host": LOOPBACK, "port": product.plain_port, "tls": False},
+            {"ae_title": DEMO_AE, "host": LOOPBACK, "port": product.tls_port, "tls": True},
+        ],
+        "credentials": {
+            "ca_file": str(pki["ca"]),
+            "tls_client": {"cert_file": str(pki["client"]), "key_file": str(pki["client_key"])},
+            "user_identity": {"username": DEMO_USER, "passcode": {"file": str(product.passcode_file)}},
+        },
+        "declared": {
+            "N.6-1": {"Maximum number of simultaneous Associations accepted": "8"},
+            "N.8-3": {"BCP 195 RFC 8996 TLS Secure Transport Connection Profile": "Y"},
+        },
+        "scan": {
+            "timeouts": {"connect": 2, "read": 2, "tls_handshake": 3, "dicom": 5, "endpoint": 90},
+            "intrusive": {"max_associations": True, "max_associations_cap": 12, "measure_timeouts": True},
+        },
+        "collector": {"enabled": True, "bind": LOOPBACK, "tls_port": collector_tls_port,
+                      "udp_port": collector_udp_port, "cert_file": str(pki["server"]),
+                      "key_file": str(pki["server_key"]), "window_seconds": 2},
+        "policy": "default",
+    }, source="demo")
+
+
+@contextmanager
+def demo_deployment() -> Iterator[DeploymentConfig]:
+    """Start the demo product, yield its config, and always stop it."""
+    with tempfile.TemporaryDirectory(prefix="dcsaudit-demo-") as tmp:
+        workdir = Path(tmp)
+        pki = make_demo_pki(workdir)
+        collector_tls_port = free_port()
+        collector_udp_port = free_port(socket.SOCK_DGRAM)
+        product = DemoProduct(workdir, collector_tls_port, pki)
+        product.start()
+        try:
+            yield demo_config(product, pki, collector_tls_port, collector_udp_port)
+        finally:
+            product.stop()
+
+
+def run_demo(progress: Callable[[str], None] | None = None, policy_name: str | None = None) -> tuple[Report, Policy]:
+    from dcsaudit.runner import run_audit
+
+    with demo_deployment() as config:
+        policy = load_policy(policy_name or config.policy)
+        if progress:
+            progress("demo deployment started on 127.0.0.1")
+        report = asyncio.run(run_audit(config, policy, command="demo", progress=progress))
+    return report, policy

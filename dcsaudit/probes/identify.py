@@ -1,0 +1,262 @@
+"""Service identification by speaking each protocol (no ``nmap -sV``).
+
+For every open TCP port two probes run side by side, each on its own connection:
+
+* plaintext: an A-ASSOCIATE-RQ for Verification. Any A-ASSOCIATE-AC/RJ or A-ABORT proves DICOM
+  (a reject still proves DICOM, PS3.8 §9.3); an ``HTTP/`` answer proves HTTP; a TLS alert proves the
+  port wants TLS.
+* TLS: a handshake with a permissive client (every version and suite, no verification: identification
+  is not the TLS audit). On success the same A-ASSOCIATE-RQ goes inside TLS (DICOM over TLS), and an
+  ``HTTP/`` answer means HTTPS.
+
+A port that answers DICOM both in plaintext and inside TLS is reported as ``dicom-tls`` with
+``plaintext_dicom = true``: the BCP 195 profiles ask for strict TLS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from dcsaudit.context import AuditContext
+from dcsaudit.models.core import Reason
+from dcsaudit.models.endpoint import Endpoint, Service
+from dcsaudit.probes import dicom_pdu
+
+SYSLOG_TLS_PORTS = frozenset({6514})
+# Server answers we recognise by their first bytes.
+TLS_RECORD_TYPES = frozenset({0x15, 0x16})  # alert, handshake
+
+
+@dataclass
+class Answer:
+    """What one probe connection saw."""
+
+    ok: bool = False  # the peer spoke the protocol we tried
+    kind: str = ""  # 'dicom', 'http', 'tls-alert', 'silent', 'closed', 'garbage', ...
+    reason: Reason | None = None
+    summary: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    ms: float = 0.0
+
+
+def _identify_context(ctx: AuditContext) -> ssl.SSLContext:
+    """Permissive client: accept any version/suite/certificate; present the client cert when configured."""
+    c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    c.check_hostname = False
+    c.verify_mode = ssl.CERT_NONE
+    c.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    try:
+        c.set_ciphers("ALL:@SECLEVEL=0")
+    except ssl.SSLError:
+        pass
+    creds = ctx.config.credentials.tls_client
+    if creds is not None:
+        password = creds.key_password.resolve().get_secret_value() if creds.key_password else None
+        c.load_cert_chain(str(creds.cert_file), str(creds.key_file), password=password)
+    return c
+
+
+def _called_ae(ctx: AuditContext, host: str, port: int) -> str:
+    for ae in ctx.config.application_entities:
+        if ctx.config.address_of(ae.host) == host and ae.port == port:
+            return ae.ae_title
+    return "ANY-SCP"
+
+
+async def _read_exact(reader: asyncio.StreamReader, n: int, timeout: float) -> bytes:
+    return await asyncio.wait_for(reader.readexactly(n), timeout)
+
+
+async def _speak_dicom(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, called: str, calling: str,
+                       timeout: float) -> Answer:
+    """Send A-ASSOCIATE-RQ, classify the first answer; release politely when accepted."""
+    writer.write(dicom_pdu.associate_rq(called, calling))
+    await writer.drain()
+    try:
+        head = await _read_exact(reader, 6, timeout)
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial.startswith(b"HTTP/"):
+            return Answer(True, "http", summary="HTTP answer to an A-ASSOCIATE-RQ")
+        return Answer(False, "closed", Reason.RESET, "peer closed the connection without a DICOM answer",
+                      {"bytes": exc.partial[:16].hex()})
+    if head.startswith(b"HTTP/"):
+        return Answer(True, "http", summary="HTTP answer to an A-ASSOCIATE-RQ")
+    if head[0] in TLS_RECORD_TYPES and head[1] == 0x03:
+        return Answer(False, "tls-alert", Reason.PROTOCOL_ERROR, "peer answered with a TLS record: it expects TLS",
+                      {"bytes": head.hex()})
+    header = dicom_pdu.parse_header(head)
+    if header is None:
+        return Answer(False, "garbage", Reason.PROTOCOL_ERROR, "answer is not a DICOM PDU", {"bytes": head.hex()})
+    body = await _read_exact(reader, header.length, timeout)
+    ans = dicom_pdu.parse_answer(header, body)
+    data: dict[str, Any] = {"called_ae": called, "calling_ae": calling}
+    data.update({k: v for k, v in vars(ans).items() if v is not None})
+    if header.pdu_type == 2:
+        writer.write(dicom_pdu.RELEASE_RQ)
+        await writer.drain()
+        try:  # A-RELEASE-RP is courtesy; identification does not depend on it
+            await _read_exact(reader, 10, min(timeout, 1.0))
+        except (TimeoutError, asyncio.IncompleteReadError, OSError):
+            pass
+        summary = "A-ASSOCIATE-AC: DICOM association accepted"
+    elif header.pdu_type == 3:
+        summary = f"A-ASSOCIATE-RJ (result {ans.result}, source {ans.source}, reason {ans.reason}): DICOM, rejected"
+    else:
+        summary = f"{header.name}: DICOM"
+    return Answer(header.pdu_type in (2, 3, 7), "dicom", summary=summary, data=data)
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), 0.5)
+    except (TimeoutError, OSError, ssl.SSLError):
+        pass
+
+
+def _failure(exc: BaseException, what: str) -> Answer:
+    if isinstance(exc, TimeoutError):
+        return Answer(False, "silent", Reason.TIMEOUT, f"{what}: no answer before the timeout")
+    if isinstance(exc, ConnectionRefusedError):
+        return Answer(False, "refused", Reason.REFUSED, f"{what}: connection refused")
+    if isinstance(exc, ConnectionResetError | BrokenPipeError | asyncio.IncompleteReadError):
+        return Answer(False, "closed", Reason.RESET, f"{what}: connection reset or closed by the peer")
+    if isinstance(exc, ssl.SSLError):
+        return Answer(False, "tls-error", Reason.TLS_FAILURE, f"{what}: {exc.reason or exc}")
+    return Answer(False, "error", Reason.PROTOCOL_ERROR, f"{what}: {type(exc).__name__}: {exc}")
+
+
+async def probe_plain(ctx: AuditContext, host: str, port: int) -> Answer:
+    t = ctx.config.scan.timeouts
+    start = time.perf_counter()
+    try:
+        async with ctx.limiter.slot(host):
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), t.connect)
+            try:
+                ans = await _speak_dicom(reader, writer, _called_ae(ctx, host, port),
+                                         ctx.config.scan.calling_ae_title, t.read)
+            finally:
+                await _close(writer)
+    except Exception as exc:
+        ans = _failure(exc, "plaintext A-ASSOCIATE-RQ")
+    ans.ms = (time.perf_counter() - start) * 1000
+    return ans
+
+
+# Handshake failures that still prove a TLS server (it answered with a TLS alert).
+_TLS_ALERT_MARKERS = ("ALERT", "NO_PROTOCOLS_AVAILABLE", "UNSUPPORTED_PROTOCOL", "NO_SHARED_CIPHER",
+                      "NO_CIPHERS_AVAILABLE", "VERSION_TOO_LOW")
+_CLIENT_CERT_MARKERS = ("CERTIFICATE_REQUIRED", "PEER_DID_NOT_RETURN_A_CERTIFICATE", "BAD_CERTIFICATE",
+                        "UNKNOWN_CA", "CERTIFICATE_UNKNOWN")
+
+
+async def probe_tls(ctx: AuditContext, host: str, port: int, sslctx: ssl.SSLContext) -> tuple[Answer, Answer | None]:
+    """TLS handshake, then an A-ASSOCIATE-RQ inside it. Returns (handshake, inner answer)."""
+    t = ctx.config.scan.timeouts
+    start = time.perf_counter()
+    inner: Answer | None = None
+    try:
+        async with ctx.limiter.slot(host):
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, ssl=sslctx, server_hostname=None,
+                                        ssl_handshake_timeout=t.tls_handshake),
+                t.connect + t.tls_handshake)
+            try:
+                sslobj = writer.get_extra_info("ssl_object")
+                hs = Answer(True, "tls", summary=f"TLS handshake completed ({sslobj.version()}, {sslobj.cipher()[0]})",
+                            data={"version": sslobj.version(), "cipher": sslobj.cipher()[0]})
+                hs.ms = (time.perf_counter() - start) * 1000
+                try:
+                    inner = await _speak_dicom(reader, writer, _called_ae(ctx, host, port),
+                                               ctx.config.scan.calling_ae_title, t.read)
+                except Exception as exc:
+                    inner = _failure(exc, "A-ASSOCIATE-RQ inside TLS")
+                    msg = str(exc).upper()
+                    if isinstance(exc, ssl.SSLError) and any(m in msg for m in _CLIENT_CERT_MARKERS):
+                        # TLS 1.3: the server rejects a missing client certificate after our Finished.
+                        inner = Answer(False, "client-cert", Reason.CLIENT_CERTIFICATE_REQUIRED,
+                                       f"server requires a client certificate ({exc.reason})")
+            finally:
+                await _close(writer)
+            return hs, inner
+    except ssl.SSLError as exc:
+        msg = f"{exc.reason or ''} {exc}".upper()
+        ms = (time.perf_counter() - start) * 1000
+        if any(m in msg for m in _CLIENT_CERT_MARKERS):
+            return Answer(True, "tls", Reason.CLIENT_CERTIFICATE_REQUIRED,
+                          f"TLS server requires a client certificate ({exc.reason})", ms=ms), None
+        if any(m in msg for m in _TLS_ALERT_MARKERS):
+            return Answer(True, "tls-alert", Reason.TLS_FAILURE,
+                          f"TLS server refused the handshake ({exc.reason})", ms=ms), None
+        return Answer(False, "not-tls", Reason.TLS_FAILURE, f"not a TLS answer ({exc.reason})", ms=ms), None
+    except Exception as exc:
+        ans = _failure(exc, "TLS handshake")
+        ans.ms = (time.perf_counter() - start) * 1000
+        return ans, None
+
+
+def classify(port: int, plain: Answer, hs: Answer, inner: Answer | None) -> tuple[Service, str, bool | None]:
+    """(service, detail, plaintext_dicom) from the probe answers. Pure: tested without a network."""
+    plain_dicom = plain.kind == "dicom"
+    tls = hs.ok
+    if tls and inner is not None and inner.kind == "dicom":
+        detail = "DICOM association inside TLS"
+        if plain_dicom:
+            detail += "; the same port also accepts plaintext DICOM"
+        return "dicom-tls", detail, plain_dicom
+    if plain_dicom:
+        return "dicom", "DICOM Upper Layer without TLS", True
+    if tls and inner is not None and inner.kind == "http":
+        return "https", "HTTP inside TLS", False
+    if plain.kind == "http":
+        return "http", "HTTP without TLS", False
+    if tls:
+        if hs.reason is Reason.CLIENT_CERTIFICATE_REQUIRED or (inner is not None and inner.kind == "client-cert"):
+            what = "TLS server that requires a client certificate; payload not reachable without one"
+        elif hs.kind == "tls-alert":
+            what = "TLS server (refused our handshake)"
+        else:
+            what = "TLS server; payload is neither DICOM nor HTTP"
+        if port in SYSLOG_TLS_PORTS and (inner is None or inner.kind in ("silent", "client-cert", "closed")):
+            return "syslog-tls", what + f"; port {port} and silence to DICOM/HTTP are consistent with an RFC 5425 receiver (inferred)", False
+        return "tls", what, False
+    return "unknown", f"no known protocol answered (plaintext: {plain.kind}; TLS: {hs.kind})", None
+
+
+async def identify_endpoint(ctx: AuditContext, ep: Endpoint, sslctx: ssl.SSLContext) -> Endpoint:
+    """Identify one open TCP endpoint; never raises."""
+    if ep.protocol != "tcp" or ep.state != "open":
+        return ep
+    (plain, (hs, inner)) = await asyncio.gather(
+        probe_plain(ctx, ep.host, ep.port), probe_tls(ctx, ep.host, ep.port, sslctx))
+    ids = list(ep.evidence)
+    for probe, ans in (("identify.dicom", plain), ("identify.tls", hs), ("identify.dicom_in_tls", inner)):
+        if ans is None:
+            continue
+        ev = ctx.evidence.add(probe, ep.key, ans.ok, ans.summary, reason=ans.reason,
+                              data={"kind": ans.kind, **ans.data}, duration_ms=ans.ms)
+        ids.append(ev.id)
+    service, detail, plain_dicom = classify(ep.port, plain, hs, inner)
+    return ep.model_copy(update={"service": service, "service_detail": detail, "plaintext_dicom": plain_dicom,
+                                 "evidence": ids})
+
+
+async def identify_all(ctx: AuditContext, endpoints: list[Endpoint]) -> list[Endpoint]:
+    try:
+        sslctx = _identify_context(ctx)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        ctx.evidence.add("identify.tls", "*", False, f"cannot load the TLS client credentials: {type(exc).__name__}",
+                         reason=Reason.INTERNAL_ERROR)
+        sslctx = _identify_context_without_creds()
+    return list(await asyncio.gather(*(identify_endpoint(ctx, ep, sslctx) for ep in endpoints)))
+
+
+def _identify_context_without_creds() -> ssl.SSLContext:
+    c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    c.check_hostname = False
+    c.verify_mode = ssl.CERT_NONE
+    return c
