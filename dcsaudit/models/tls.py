@@ -1,4 +1,8 @@
-"""TLS audit results (issue 3). Owned by the TLS probe; the contract names below are relied on by scripts."""
+"""TLS audit results (issue 3). Owned by the TLS probe; the contract names below are relied on by scripts.
+
+Contract (``report.json`` → endpoint ``tls``): ``protocols``, ``preference``, ``client_certificate``,
+``groups``, ``signature_algorithms``, ``certificate``, ``profiles``. Everything else is an extension.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,62 @@ from pydantic import Field
 from dcsaudit.models.core import Model
 
 TLS_VERSIONS = ("SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+Preference = Literal["server", "client", "unknown"]
 
 
 class ProfileVerdict(Model):
     conforms: bool
-    reasons: list[str] = Field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list, description="why it does not conform (MUST-level rules)")
+    warnings: list[str] = Field(default_factory=list, description="SHOULD-level deviations; do not break conformance")
+    sources: list[str] = Field(default_factory=list, description="sections the failed rules cite")
+
+
+class CertificateInfo(Model):
+    """The leaf certificate the server presented, and how its chain validated (RFC 5280, RFC 9325 §4.5)."""
+
+    subject: str
+    issuer: str
+    serial: str
+    sha256: str
+    key_type: Literal["RSA", "EC", "DSA", "Ed25519", "Ed448", "other"]
+    key_bits: int
+    curve: str | None = None
+    signature_algorithm: str
+    signature_hash: str | None = Field(description="hash of the issuer's signature: sha256, sha1, md5, …")
+    not_before: str
+    not_after: str
+    days_to_expiry: int
+    expired: bool
+    not_yet_valid: bool
+    self_signed: bool
+    san_dns: list[str] = Field(default_factory=list)
+    san_ip: list[str] = Field(default_factory=list)
+    matches_address: bool | None = Field(default=None, description="a SAN names the scanned host/address")
+    chain_length: int = 1
+    chain: list[dict[str, str]] = Field(default_factory=list, description="subject/issuer/signature hash per cert")
+    chain_valid: bool | None = Field(default=None, description="None: no CA configured to validate against")
+    chain_error: str | None = None
+
+
+class TlsFeatures(Model):
+    """Per-connection features (RFC 9325 §3.3, §3.5; RFC 7507; RFC 5746; RFC 7627; RFC 7366)."""
+
+    compression: bool | None = None
+    renegotiation_info: bool | None = None
+    extended_master_secret: bool | None = None
+    encrypt_then_mac: bool | None = None
+    fallback_scsv: bool | None = None
+    prefers_tls13: bool | None = Field(default=None, description="offered 1.2 and 1.3, the server chose 1.3")
+    client_renegotiation: bool | None = Field(default=None, description="client-initiated renegotiation accepted")
+
+
+class Vulnerabilities(Model):
+    """sslyze's tests; None when not run (see ``notes``)."""
+
+    heartbleed: bool | None = None
+    ccs_injection: bool | None = None
+    robot: str | None = Field(default=None, description="sslyze RobotScanResultEnum name, or None")
+    notes: list[str] = Field(default_factory=list)
 
 
 class TlsResult(Model):
@@ -22,11 +77,30 @@ class TlsResult(Model):
     protocols: dict[str, list[str]] = Field(
         default_factory=dict, description="version -> accepted suites (IANA names) in preference order"
     )
-    preference: Literal["server", "client", "unknown"] = "unknown"
+    preference: Preference = "unknown"
     client_certificate: Literal["required", "optional", "not_requested", "unknown"] = "unknown"
-    groups: list[str] = Field(default_factory=list)
-    signature_algorithms: list[str] = Field(default_factory=list)
-    certificate: dict[str, object] | None = None
+    groups: list[str] = Field(default_factory=list, description="key exchange groups (TLS 1.3 then 1.2, no dups)")
+    signature_algorithms: list[str] = Field(default_factory=list, description="TLS 1.3 then TLS 1.2 schemes")
+    certificate: CertificateInfo | None = None
     profiles: dict[str, ProfileVerdict] = Field(default_factory=dict)
     error: str | None = None
     evidence: list[str] = Field(default_factory=list)
+    # Extensions beyond the contract.
+    preference_by_version: dict[str, Preference] = Field(default_factory=dict)
+    groups_tls13: list[str] = Field(default_factory=list)
+    groups_tls13_preference: Preference = "unknown"
+    groups_tls12: list[str] = Field(default_factory=list)
+    groups_tls12_preference: Preference = "unknown"
+    dhe_bits: int | None = Field(default=None, description="TLS 1.2 DHE prime size from ServerKeyExchange")
+    signature_algorithms_tls13: list[str] = Field(default_factory=list)
+    signature_algorithms_tls13_preference: Preference = "unknown"
+    signature_algorithms_tls12: list[str] = Field(default_factory=list)
+    signature_algorithms_tls12_preference: Preference = "unknown"
+    features: TlsFeatures = Field(default_factory=TlsFeatures)
+    vulnerabilities: Vulnerabilities = Field(default_factory=Vulnerabilities)
+    retired_profiles: list[str] = Field(default_factory=list, description="retired PS3.15 profiles recognised")
+    handshakes: int = Field(default=0, description="connections the audit opened")
+    duration_ms: float = 0.0
+
+    def accepted_versions(self) -> list[str]:
+        return [v for v in TLS_VERSIONS if self.protocols.get(v)]

@@ -311,6 +311,7 @@ class HelloSpec:
     extensions: bool = True  # SSLv3 probes send none
     fallback_scsv: bool = False
     heartbeat: bool = False
+    deflate: bool = False  # also offer DEFLATE compression (RFC 3749) to see whether it is accepted
 
 
 def build_client_hello(spec: HelloSpec, random: bytes | None = None) -> bytes:
@@ -354,7 +355,7 @@ def build_client_hello(spec: HelloSpec, random: bytes | None = None) -> bytes:
     sid = os.urandom(32) if (tls13 or (spec.supported_versions and max(spec.supported_versions) >= 0x0304)) else b""
     body += bytes([len(sid)]) + sid
     body += _vec16(_u16s(suites))
-    body += b"\x01\x00"  # compression: null only (offering DEFLATE is tested via ServerHello echo)
+    body += b"\x02\x01\x00" if spec.deflate else b"\x01\x00"  # compression methods
     if spec.extensions:
         body += _vec16(bytes(ext))
     hs = bytes([HT_CLIENT_HELLO]) + len(body).to_bytes(3, "big") + bytes(body)
