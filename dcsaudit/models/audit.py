@@ -96,6 +96,9 @@ class MissingEvent(Model):
     action_evidence: str
     action_probe: str
     expected_events: list[str]
+    level: Literal["expected", "optional"] = Field(
+        default="expected", description="expected: a finding when missing; optional: reported only"
+    )
     description: str
 
 

@@ -277,6 +277,7 @@ class SyslogCollector:
         version = cipher = subject = fingerprint = None
         try:
             sock.setblocking(False)
+            assert self._ctx is not None
             conn = SSL.Connection(self._ctx, sock)
             conn.set_app_data(state)
             conn.set_accept_state()
