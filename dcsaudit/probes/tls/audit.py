@@ -145,6 +145,15 @@ async def _audit(ctx: AuditContext, endpoint: Endpoint, opts: TlsAuditOptions, t
 
     sni = None if _is_ip(host) else host
     en = Enumerator(probe, sni)
+    # One broad hello first: a silent, non-TLS or closed port is reported after one timeout, not
+    # after a wave of parallel ones.
+    first = await en.reachability()
+    if first.kind in ("timeout", "garbage", "refused", "unreachable"):
+        msg, reason = _describe_failure(first)
+        ev = ctx.evidence.add(PROBE, target, False, msg, reason=reason, data={"handshakes": 1},
+                              duration_ms=(time.perf_counter() - start) * 1000)
+        return TlsResult(error=msg, evidence=[ev.id], handshakes=1, protocols={v: [] for v in TLS_VERSIONS},
+                         duration_ms=round((time.perf_counter() - start) * 1000, 1))
     versions = ["TLSv1.3", "TLSv1.2", "TLSv1.1", "TLSv1.0"] + (["SSLv3"] if opts.sslv2_sslv3 else [])
     jobs: list[Any] = [en.version(v) for v in versions]
     if opts.sslv2_sslv3:

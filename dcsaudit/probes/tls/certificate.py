@@ -1,7 +1,7 @@
 """The server certificate: key, signature hash, validity, names, chain validation (RFC 5280, RFC 9325 §4.5).
 
-Chain validation is done offline on the chain the server sent, with ``cryptography``'s RFC 5280 path
-builder against the configured CA file, so it costs no extra handshake.
+Chain validation is done offline on the chain the server sent, with OpenSSL's path validation (via
+nassl) against the configured CA file, so it costs no extra handshake.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.x509.verification import PolicyBuilder, Store
 
 from dcsaudit.models.tls import CertificateInfo
 
@@ -65,22 +64,26 @@ def _matches(host: str, dns: list[str], ips: list[str]) -> bool:
         return False
 
 
-def _validate(host: str, certs: list[x509.Certificate], ca_file: Path, now: datetime) -> tuple[bool, str | None]:
+def _validate(certs: list[x509.Certificate], ca_file: Path) -> tuple[bool, str | None]:
+    """OpenSSL's X509_verify_cert (through nassl): the same path validation DCMTK and Orthanc apply.
+
+    Name matching is reported separately (``matches_address``), as DICOM peers usually pin by CA.
+    """
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from nassl._nassl import X509
+    from nassl.cert_chain_verifier import CertificateChainVerificationFailed, CertificateChainVerifier
+
     try:
-        roots = x509.load_pem_x509_certificates(ca_file.read_bytes())
+        verifier = CertificateChainVerifier.from_file(ca_file)
     except (OSError, ValueError) as exc:
         return False, f"cannot read CA file {ca_file}: {exc}"
     try:
-        subject: x509.verification.Subject
-        try:
-            subject = x509.IPAddress(ipaddress.ip_address(host))
-        except ValueError:
-            subject = x509.DNSName(host)
-        verifier = PolicyBuilder().store(Store(roots)).time(now).build_server_verifier(subject)
-        verifier.verify(certs[0], certs[1:])
+        verifier.verify([X509(c.public_bytes(Encoding.PEM).decode("ascii")) for c in certs])
         return True, None
-    except Exception as exc:  # VerificationError and friends: the message is the reason
-        return False, str(exc) or type(exc).__name__
+    except CertificateChainVerificationFailed as exc:
+        return False, exc.openssl_error_string
+    except Exception as exc:
+        return False, f"{type(exc).__name__}: {exc}"
 
 
 def describe(host: str, ders: list[bytes], ca_file: Path | None, now: datetime | None = None) -> CertificateInfo:
@@ -100,7 +103,7 @@ def describe(host: str, ders: list[bytes], ca_file: Path | None, now: datetime |
     valid: bool | None = None
     error: str | None = None
     if ca_file is not None:
-        valid, error = _validate(host, certs, ca_file, now)
+        valid, error = _validate(certs, ca_file)
     return CertificateInfo(
         subject=leaf.subject.rfc4514_string(), issuer=leaf.issuer.rfc4514_string(),
         serial=format(leaf.serial_number, "x"), sha256=leaf.fingerprint(hashes.SHA256()).hex(),

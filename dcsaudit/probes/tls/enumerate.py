@@ -157,6 +157,12 @@ class Enumerator:
             vr.order = "server" if pick == accepted[0] else "client" if pick == accepted[-1] else "unknown"
         return vr
 
+    async def reachability(self) -> Outcome:
+        """A hello offering TLS 1.0-1.3 and common suites: does anything TLS-like answer at all?"""
+        common = [0x1301, 0x1302, 0x1303, 0xC02F, 0xC030, 0xC02B, 0xC02C, 0x009E, 0x009C, 0x002F, 0x0035, 0x000A]
+        spec = self._spec("TLSv1.3", common, supported_versions=[0x0304, 0x0303, 0x0302, 0x0301])
+        return await self._ask(spec)
+
     async def sslv2(self) -> None:
         self.f.probes += 1
         out = await self._probe(wire.build_sslv2_client_hello(SSLV2_KINDS))
