@@ -169,14 +169,15 @@ async def _audit_ae(ctx: AuditContext, ae_title: str, host: str, port: int, tls:
         uid_result = user_identity.classify(baseline, invalid, valid_attempts, notes)
 
     # 5. Intrusive measurements.
-    timers = {}
-    if ctx.config.scan.intrusive.measure_timeouts:
-        timers = await dicom_params.measure_timers(target, ae_title, cfg.dicom.timer_cap_seconds)
+    # Max associations first: the timer probes occupy association slots of the acceptor while they wait.
     max_assoc = reached = None
     max_reject = None
     if ctx.config.scan.intrusive.max_associations and reference.outcome == "accepted":
         max_assoc, reached, max_reject = await dicom_params.measure_max_associations(
             target, spec("max_associations", uid=auth), ctx.config.scan.intrusive.max_associations_cap)
+    timers = {}
+    if ctx.config.scan.intrusive.measure_timeouts:
+        timers = await dicom_params.measure_timers(target, ae_title, cfg.dicom.timer_cap_seconds)
 
     contexts: list[PresentationContextResult] = reference.contexts if reference.outcome == "accepted" else []
     unauth_qr = [c.name for c in baseline.contexts if baseline.outcome == "accepted" and c.accepted

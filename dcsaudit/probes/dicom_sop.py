@@ -51,13 +51,21 @@ def name_of(uid: str) -> str:
     return str(entry[4] or entry[0]) if entry else uid
 
 
+def _pynetdicom_alias(name: str) -> str | None:
+    """pynetdicom's names (e.g. ModalityWorklistInformationFind) where they differ from pydicom keywords."""
+    from pynetdicom import sop_class
+
+    value = getattr(sop_class, name, None)
+    return str(value) if isinstance(value, str) and _UID.match(value) else None
+
+
 def resolve(names: list[str]) -> tuple[list[SopClass], list[str]]:
     """Resolve keywords/UIDs to SOP classes; returns (resolved, unknown names). Verification comes first."""
     out: list[SopClass] = []
     unknown: list[str] = []
     seen: set[str] = set()
     for name in ["Verification", *names]:
-        uid = name if _UID.match(name) else _BY_KEYWORD.get(name)
+        uid = name if _UID.match(name) else _BY_KEYWORD.get(name) or _pynetdicom_alias(name)
         if uid is None:
             unknown.append(name)
             continue
