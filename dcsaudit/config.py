@@ -151,7 +151,7 @@ class DicomProbeOptions(_Strict):
             "PatientRootQueryRetrieveInformationModelFind", "StudyRootQueryRetrieveInformationModelFind",
             "PatientRootQueryRetrieveInformationModelMove", "StudyRootQueryRetrieveInformationModelMove",
             "PatientRootQueryRetrieveInformationModelGet", "StudyRootQueryRetrieveInformationModelGet",
-            "ModalityWorklistInformationFind", "ModalityPerformedProcedureStep",
+            "ModalityWorklistInformationModelFind", "ModalityPerformedProcedureStep",
             "StorageCommitmentPushModel",
         ],
         max_length=120, description="SOP classes proposed as presentation contexts (no data is ever sent)")
