@@ -171,6 +171,9 @@ class ScanOptions(_Strict):
     calling_ae_title: str = Field(default="DCSAUDIT", min_length=1, max_length=16)
     udp: bool = Field(default=True, description="UDP inventory (514, 123) when privileges allow")
     use_nmap: bool = True
+    syslog_tls_ports: list[Port] = Field(
+        default_factory=lambda: [6514],
+        description="TLS ports where silence to DICOM/HTTP is read as an RFC 5425 receiver (syslog never answers)")
     tls_audit: bool = True
     dicom: DicomProbeOptions = Field(default_factory=DicomProbeOptions)
 

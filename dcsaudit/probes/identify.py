@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,9 +25,8 @@ from typing import Any
 from dcsaudit.context import AuditContext
 from dcsaudit.models.core import Reason
 from dcsaudit.models.endpoint import Endpoint, Service
-from dcsaudit.probes import dicom_pdu
+from dcsaudit.probes import dicom_ul as ul
 
-SYSLOG_TLS_PORTS = frozenset({6514})
 # Server answers we recognise by their first bytes.
 TLS_RECORD_TYPES = frozenset({0x15, 0x16})  # alert, handshake
 
@@ -71,10 +71,20 @@ async def _read_exact(reader: asyncio.StreamReader, n: int, timeout: float) -> b
     return await asyncio.wait_for(reader.readexactly(n), timeout)
 
 
+def _parse_header(head: bytes) -> tuple[int, int] | None:
+    """(type, length) of a plausible DICOM PDU header, or None (PS3.8 §9.3: types 1-7, reserved 0)."""
+    pdu_type, reserved, length = struct.unpack(">BBI", head[:6])
+    if pdu_type not in ul.PDU_NAMES or reserved != 0 or length > ul.MAX_PDU_ACCEPTED:
+        return None
+    if pdu_type in (3, 5, 6, 7) and length != 4:
+        return None
+    return pdu_type, length
+
+
 async def _speak_dicom(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, called: str, calling: str,
                        timeout: float) -> Answer:
-    """Send A-ASSOCIATE-RQ, classify the first answer; release politely when accepted."""
-    writer.write(dicom_pdu.associate_rq(called, calling))
+    """Send A-ASSOCIATE-RQ for Verification, classify the first answer; release politely when accepted."""
+    writer.write(ul.encode_associate_rq(called, calling, [ul.ProposedContext(1, ul.VERIFICATION, (ul.IMPLICIT_LE,))]))
     await writer.drain()
     try:
         head = await _read_exact(reader, 6, timeout)
@@ -88,26 +98,38 @@ async def _speak_dicom(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     if head[0] in TLS_RECORD_TYPES and head[1] == 0x03:
         return Answer(False, "tls-alert", Reason.PROTOCOL_ERROR, "peer answered with a TLS record: it expects TLS",
                       {"bytes": head.hex()})
-    header = dicom_pdu.parse_header(head)
+    header = _parse_header(head)
     if header is None:
         return Answer(False, "garbage", Reason.PROTOCOL_ERROR, "answer is not a DICOM PDU", {"bytes": head.hex()})
-    body = await _read_exact(reader, header.length, timeout)
-    ans = dicom_pdu.parse_answer(header, body)
-    data: dict[str, Any] = {"called_ae": called, "calling_ae": calling}
-    data.update({k: v for k, v in vars(ans).items() if v is not None})
-    if header.pdu_type == 2:
-        writer.write(dicom_pdu.RELEASE_RQ)
+    pdu_type, length = header
+    body = await _read_exact(reader, length, timeout)
+    name = ul.PDU_NAMES[pdu_type]
+    data: dict[str, Any] = {"called_ae": called, "calling_ae": calling, "pdu": name}
+    if pdu_type == 2:
+        try:
+            info = ul.decode_associate_ac(body)
+        except ul.PduError as exc:
+            return Answer(False, "garbage", Reason.PROTOCOL_ERROR, f"malformed A-ASSOCIATE-AC: {exc}", data)
+        data.update(implementation_class_uid=info.implementation_class_uid,
+                    implementation_version_name=info.implementation_version_name,
+                    max_pdu_length=info.max_pdu_length,
+                    context_accepted=any(res == 0 for res, _ in info.contexts.values()))
+        writer.write(ul.RELEASE_RQ)
         await writer.drain()
         try:  # A-RELEASE-RP is courtesy; identification does not depend on it
             await _read_exact(reader, 10, min(timeout, 1.0))
         except (TimeoutError, asyncio.IncompleteReadError, OSError):
             pass
         summary = "A-ASSOCIATE-AC: DICOM association accepted"
-    elif header.pdu_type == 3:
-        summary = f"A-ASSOCIATE-RJ (result {ans.result}, source {ans.source}, reason {ans.reason}): DICOM, rejected"
+    elif pdu_type == 3:
+        data.update(result=body[1], source=body[2], reason=body[3])
+        summary = f"A-ASSOCIATE-RJ (result {body[1]}, source {body[2]}, reason {body[3]}): DICOM, rejected"
+    elif pdu_type == 7:
+        data.update(source=body[2], reason=body[3])
+        summary = f"A-ABORT (source {body[2]}, reason {body[3]}): DICOM"
     else:
-        summary = f"{header.name}: DICOM"
-    return Answer(header.pdu_type in (2, 3, 7), "dicom", summary=summary, data=data)
+        return Answer(False, "garbage", Reason.PROTOCOL_ERROR, f"unexpected {name} as the first answer", data)
+    return Answer(True, "dicom", summary=summary, data={k: v for k, v in data.items() if v is not None})
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:
@@ -128,6 +150,38 @@ def _failure(exc: BaseException, what: str) -> Answer:
     if isinstance(exc, ssl.SSLError):
         return Answer(False, "tls-error", Reason.TLS_FAILURE, f"{what}: {exc.reason or exc}")
     return Answer(False, "error", Reason.PROTOCOL_ERROR, f"{what}: {type(exc).__name__}: {exc}")
+
+
+async def _speak_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, timeout: float) -> Answer:
+    """A minimal HEAD request: some servers answer a non-HTTP request without a status line."""
+    writer.write(f"HEAD / HTTP/1.0\r\nHost: {host}\r\nUser-Agent: dcsaudit\r\n\r\n".encode())
+    await writer.drain()
+    first = await asyncio.wait_for(reader.read(64), timeout)
+    if first.startswith(b"HTTP/"):
+        status = first.split(b"\r\n", 1)[0].decode("ascii", errors="replace")
+        return Answer(True, "http", summary=f"HTTP answer to HEAD / ({status})", data={"status_line": status})
+    return Answer(False, "garbage" if first else "closed", Reason.PROTOCOL_ERROR,
+                  "no HTTP status line in answer to HEAD /", {"bytes": first[:16].hex()})
+
+
+async def probe_http(ctx: AuditContext, host: str, port: int, sslctx: ssl.SSLContext | None) -> Answer:
+    """HTTP(S) probe on a fresh connection, used when the DICOM probe got a non-DICOM answer."""
+    t = ctx.config.scan.timeouts
+    start = time.perf_counter()
+    try:
+        async with ctx.limiter.slot(host):
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, ssl=sslctx, server_hostname=None,
+                                        ssl_handshake_timeout=t.tls_handshake if sslctx else None),
+                t.connect + (t.tls_handshake if sslctx else 0))
+            try:
+                ans = await _speak_http(reader, writer, host, t.read)
+            finally:
+                await _close(writer)
+    except Exception as exc:
+        ans = _failure(exc, "HTTP HEAD request")
+    ans.ms = (time.perf_counter() - start) * 1000
+    return ans
 
 
 async def probe_plain(ctx: AuditContext, host: str, port: int) -> Answer:
@@ -199,7 +253,8 @@ async def probe_tls(ctx: AuditContext, host: str, port: int, sslctx: ssl.SSLCont
         return ans, None
 
 
-def classify(port: int, plain: Answer, hs: Answer, inner: Answer | None) -> tuple[Service, str, bool | None]:
+def classify(port: int, plain: Answer, hs: Answer, inner: Answer | None,
+             syslog_ports: frozenset[int] = frozenset({6514})) -> tuple[Service, str, bool | None]:
     """(service, detail, plaintext_dicom) from the probe answers. Pure: tested without a network."""
     plain_dicom = plain.kind == "dicom"
     tls = hs.ok
@@ -221,7 +276,7 @@ def classify(port: int, plain: Answer, hs: Answer, inner: Answer | None) -> tupl
             what = "TLS server (refused our handshake)"
         else:
             what = "TLS server; payload is neither DICOM nor HTTP"
-        if port in SYSLOG_TLS_PORTS and (inner is None or inner.kind in ("silent", "client-cert", "closed")):
+        if port in syslog_ports and (inner is None or inner.kind in ("silent", "client-cert", "closed")):
             return "syslog-tls", what + f"; port {port} and silence to DICOM/HTTP are consistent with an RFC 5425 receiver (inferred)", False
         return "tls", what, False
     return "unknown", f"no known protocol answered (plaintext: {plain.kind}; TLS: {hs.kind})", None
@@ -233,14 +288,27 @@ async def identify_endpoint(ctx: AuditContext, ep: Endpoint, sslctx: ssl.SSLCont
         return ep
     (plain, (hs, inner)) = await asyncio.gather(
         probe_plain(ctx, ep.host, ep.port), probe_tls(ctx, ep.host, ep.port, sslctx))
+    # A server that answered our PDU with something else (or hung up) may still be HTTP(S).
+    http: Answer | None = None
+    # Many HTTP servers wait for a line end that a PDU never sends, so silence is worth a retry too.
+    if hs.ok and inner is not None and inner.kind in ("garbage", "closed", "silent"):
+        http = await probe_http(ctx, ep.host, ep.port, sslctx)
+        if http.kind == "http":
+            inner = http
+    elif not hs.ok and plain.kind in ("garbage", "closed", "silent"):
+        http = await probe_http(ctx, ep.host, ep.port, None)
+        if http.kind == "http":
+            plain = http
     ids = list(ep.evidence)
-    for probe, ans in (("identify.dicom", plain), ("identify.tls", hs), ("identify.dicom_in_tls", inner)):
+    for probe, ans in (("identify.dicom", plain), ("identify.tls", hs), ("identify.dicom_in_tls", inner),
+                       ("identify.http", http)):
         if ans is None:
             continue
         ev = ctx.evidence.add(probe, ep.key, ans.ok, ans.summary, reason=ans.reason,
                               data={"kind": ans.kind, **ans.data}, duration_ms=ans.ms)
         ids.append(ev.id)
-    service, detail, plain_dicom = classify(ep.port, plain, hs, inner)
+    service, detail, plain_dicom = classify(ep.port, plain, hs, inner,
+                                            frozenset(ctx.config.scan.syslog_tls_ports))
     return ep.model_copy(update={"service": service, "service_detail": detail, "plaintext_dicom": plain_dicom,
                                  "evidence": ids})
 

@@ -70,6 +70,8 @@ def running(cmd: list[str], port: int | None = None, env: dict[str, str] | None 
 class TestPKI:
     """A throwaway CA with server and client certificates for 127.0.0.1/localhost, written to files."""
 
+    __test__ = False  # not a test class, despite its name
+
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         self.ca = trustme.CA()

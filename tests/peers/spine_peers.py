@@ -1,0 +1,181 @@
+"""Peers for the inventory/identification tests: small real servers on 127.0.0.1.
+
+pynetdicom SCPs run in-process (as pynetdicom's own tests do); DCMTK, openssl and rsyslog run as
+programs. The two hand-written servers here model behaviours no packaged server offers on demand: a
+listener that accepts TCP and never answers, and a port that serves DICOM both in plaintext and TLS.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import struct
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tests.peers.common import LOOPBACK, TestPKI, free_port, require_program, running
+
+# A-ASSOCIATE-RJ (result 1 permanent, source 1 service-user, reason 7 called-AE-not-recognized).
+REJECT_CALLED_AE = struct.pack(">BBIBBBB", 0x03, 0, 4, 0, 1, 1, 7)
+
+
+@contextmanager
+def pynetdicom_scp(ssl_context: ssl.SSLContext | None = None, **ae_attrs: Any) -> Iterator[int]:
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    ae = AE(ae_title="TEST-SCP")
+    ae.add_supported_context(Verification)
+    for k, v in ae_attrs.items():
+        setattr(ae, k, v)
+    port = free_port()
+    server = ae.start_server((LOOPBACK, port), block=False, ssl_context=ssl_context)
+    try:
+        yield port
+    finally:
+        server.shutdown()
+
+
+def server_tls_context(pki: TestPKI, client_cert: str = "none") -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(pki.server_cert), str(pki.server_key))
+    if client_cert != "none":
+        ctx.load_verify_locations(str(pki.ca_file))
+        ctx.verify_mode = ssl.CERT_REQUIRED if client_cert == "required" else ssl.CERT_OPTIONAL
+    return ctx
+
+
+@contextmanager
+def silent_listener() -> Iterator[int]:
+    """Accepts TCP connections and never sends a byte (a hung service, a tarpit)."""
+    srv = socket.socket()
+    srv.bind((LOOPBACK, 0))
+    srv.listen(64)
+    srv.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+                held.append(conn)
+            except OSError:
+                continue
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    try:
+        yield int(srv.getsockname()[1])
+    finally:
+        stop.set()
+        t.join(2)
+        for c in held:
+            c.close()
+        srv.close()
+
+
+@contextmanager
+def dual_plain_and_tls_dicom(pki: TestPKI) -> Iterator[int]:
+    """One port that answers DICOM in plaintext and inside TLS (opportunistic TLS, which B.12 discourages).
+
+    It peeks the first byte: 0x16 is a TLS handshake record, anything else is taken as a DICOM PDU.
+    Either way it answers the A-ASSOCIATE-RQ with an A-ASSOCIATE-RJ, which proves DICOM.
+    """
+    ctx = server_tls_context(pki)
+    srv = socket.socket()
+    srv.bind((LOOPBACK, 0))
+    srv.listen(16)
+    srv.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        try:
+            conn.settimeout(5)
+            first = conn.recv(1, socket.MSG_PEEK)
+            stream: socket.socket = ctx.wrap_socket(conn, server_side=True) if first == b"\x16" else conn
+            head = stream.recv(6)
+            if len(head) == 6:
+                (length,) = struct.unpack(">I", head[2:6])
+                remaining = min(length, 65536)
+                while remaining > 0:
+                    chunk = stream.recv(remaining)
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
+                stream.sendall(REJECT_CALLED_AE)
+            stream.close()
+        except OSError:
+            conn.close()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    try:
+        yield int(srv.getsockname()[1])
+    finally:
+        stop.set()
+        t.join(2)
+        srv.close()
+
+
+@contextmanager
+def openssl_s_server(pki: TestPKI, extra: list[str] | None = None) -> Iterator[int]:
+    """TLS that is not DICOM: openssl's test server (``-www`` answers HTTP, so use the plain echo mode)."""
+    openssl = require_program("openssl")
+    port = free_port()
+    cmd = [openssl, "s_server", "-accept", f"{LOOPBACK}:{port}", "-cert", str(pki.server_cert),
+           "-key", str(pki.server_key), "-quiet", "-naccept", "1000", *(extra or [])]
+    with running(cmd, port):
+        yield port
+
+
+@contextmanager
+def storescp(pki: TestPKI | None, tmp: Path, extra: list[str] | None = None) -> Iterator[int]:
+    """DCMTK storescp, plain or with +tls (no client certificate asked: -ic ignores peer certs)."""
+    prog = require_program("storescp")
+    port = free_port()
+    cmd = [prog, "--output-directory", str(tmp), "--ignore"]
+    if pki is not None:
+        cmd += ["+tls", str(pki.server_key), str(pki.server_cert), "-ic", *(extra or [])]
+    cmd.append(str(port))
+    env = {**os.environ, "TCP_NODELAY": "1"}
+    with running(cmd, port, env=env):
+        yield port
+
+
+RSYSLOG_TLS_CONF = """\
+global(workDirectory="{work}"
+       DefaultNetstreamDriver="gtls"
+       DefaultNetstreamDriverCAFile="{ca}"
+       DefaultNetstreamDriverCertFile="{cert}"
+       DefaultNetstreamDriverKeyFile="{key}")
+module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="{auth}")
+input(type="imtcp" port="{port}" address="127.0.0.1")
+*.* action(type="omfile" file="{work}/received.log")
+"""
+
+
+@contextmanager
+def rsyslog_tls_input(pki: TestPKI, tmp: Path, auth: str = "anon") -> Iterator[int]:
+    """rsyslog with rsyslog-gnutls as an RFC 5425 receiver on a free loopback port."""
+    prog = require_program("rsyslogd")
+    port = free_port()
+    work = tmp / f"rsyslog-{port}"
+    work.mkdir()
+    conf = work / "rsyslog.conf"
+    conf.write_text(RSYSLOG_TLS_CONF.format(work=work, ca=pki.ca_file, cert=pki.server_cert, key=pki.server_key,
+                                            auth=auth, port=port))
+    with running([prog, "-n", "-f", str(conf), "-i", str(work / "pid")], port):
+        yield port

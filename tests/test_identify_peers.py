@@ -1,0 +1,166 @@
+"""Service identification against real peers on 127.0.0.1 (issue 2, "Done when")."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from dcsaudit.config import DeploymentConfig, parse_config
+from dcsaudit.context import AuditContext
+from dcsaudit.models.endpoint import Endpoint
+from dcsaudit.probes.identify import identify_all
+from tests.peers.common import LOOPBACK, TestPKI, free_port
+from tests.peers.spine_peers import (
+    dual_plain_and_tls_dicom,
+    openssl_s_server,
+    pynetdicom_scp,
+    rsyslog_tls_input,
+    server_tls_context,
+    silent_listener,
+    storescp,
+)
+
+READ_TIMEOUT = 1.5
+
+
+def _config(ports: list[int], **scan: object) -> DeploymentConfig:
+    return parse_config({
+        "deployment": "identification test",
+        "hosts": [{"address": LOOPBACK, "tcp_ports": ports}],
+        "scan": {"timeouts": {"connect": 1, "read": READ_TIMEOUT, "tls_handshake": 2}, **scan},
+    })
+
+
+def identify(port: int, **scan: object) -> tuple[Endpoint, float, AuditContext]:
+    ctx = AuditContext.create(_config([port], **scan))
+    ep = Endpoint(host=LOOPBACK, port=port, protocol="tcp", state="open")
+    start = time.monotonic()
+    [out] = asyncio.run(identify_all(ctx, [ep]))
+    return out, time.monotonic() - start, ctx
+
+
+def test_pynetdicom_plain_is_dicom() -> None:
+    # Given a pynetdicom Verification SCP without TLS
+    with pynetdicom_scp() as port:
+        # When it is identified
+        ep, elapsed, _ = identify(port)
+    # Then it is plaintext DICOM, found quickly
+    assert ep.service == "dicom"
+    assert ep.plaintext_dicom is True
+    assert elapsed < 3
+
+
+def test_pynetdicom_rejecting_called_ae_is_still_dicom() -> None:
+    # Given an SCP that rejects any Called AE Title but its own
+    with pynetdicom_scp(require_called_aet=True) as port:
+        ep, _, ctx = identify(port)
+    # Then a reject still proves DICOM, and the reject triple is recorded
+    assert ep.service == "dicom"
+    plain = next(e for e in ctx.evidence.items() if e.probe == "identify.dicom")
+    assert (plain.data["result"], plain.data["source"], plain.data["reason"]) == (1, 1, 7)
+
+
+def test_pynetdicom_tls_is_dicom_tls(pki: TestPKI) -> None:
+    # Given a pynetdicom SCP that only speaks TLS
+    with pynetdicom_scp(ssl_context=server_tls_context(pki)) as port:
+        ep, elapsed, _ = identify(port)
+    # Then DICOM is found inside TLS, and plaintext is not accepted
+    assert ep.service == "dicom-tls"
+    assert ep.plaintext_dicom is False
+    assert elapsed < READ_TIMEOUT + 3
+
+
+def test_dcmtk_storescp_tls_is_dicom_tls(pki: TestPKI, tmp_path: Path) -> None:
+    # Given DCMTK storescp with +tls
+    with storescp(pki, tmp_path) as port:
+        ep, _, _ = identify(port)
+    assert ep.service == "dicom-tls"
+    assert ep.plaintext_dicom is False
+
+
+def test_dcmtk_storescp_plain_is_dicom(tmp_path: Path) -> None:
+    with storescp(None, tmp_path) as port:
+        ep, _, _ = identify(port)
+    assert ep.service == "dicom"
+
+
+def test_openssl_s_server_is_tls_not_dicom(pki: TestPKI) -> None:
+    # Given openssl s_server: TLS whose payload is not DICOM (it echoes, never answers a PDU)
+    with openssl_s_server(pki) as port:
+        ep, elapsed, _ = identify(port)
+    # Then it is TLS, not DICOM, within the read timeout
+    assert ep.service == "tls"
+    assert elapsed < READ_TIMEOUT + 3
+
+
+def test_rsyslog_tls_input_is_syslog_tls(pki: TestPKI, tmp_path: Path) -> None:
+    # Given rsyslog with gtls listening for RFC 5425 on a port the config names as a syslog TLS port
+    with rsyslog_tls_input(pki, tmp_path) as port:
+        ep, _, _ = identify(port, syslog_tls_ports=[port])
+    # Then it is recognised as syslog over TLS, and the inference is stated
+    assert ep.service == "syslog-tls"
+    assert "inferred" in ep.service_detail
+
+
+def test_rsyslog_on_unnamed_port_is_plain_tls(pki: TestPKI, tmp_path: Path) -> None:
+    # Given the same receiver on a port not named as syslog: silence proves nothing, so only TLS is claimed
+    with rsyslog_tls_input(pki, tmp_path) as port:
+        ep, _, _ = identify(port)
+    assert ep.service == "tls"
+
+
+def test_closed_port_is_unknown_with_refused_reason() -> None:
+    port = free_port()  # nothing listens
+    ep, elapsed, ctx = identify(port)
+    assert ep.service == "unknown"
+    reasons = {e.reason for e in ctx.evidence.items()}
+    assert "refused" in reasons
+    assert elapsed < 2
+
+
+def test_silent_listener_times_out_within_bound() -> None:
+    # Given a listener that accepts TCP and never answers
+    with silent_listener() as port:
+        ep, elapsed, ctx = identify(port)
+    # Then it is unknown, the evidence says timeout, and identification stayed within its bounds
+    assert ep.service == "unknown"
+    assert any(e.reason == "timeout" for e in ctx.evidence.items())
+    assert elapsed < READ_TIMEOUT + 2 + 2
+
+
+def test_port_serving_plaintext_and_tls_dicom_is_reported(pki: TestPKI) -> None:
+    # Given one port that answers DICOM both in plaintext and inside TLS
+    with dual_plain_and_tls_dicom(pki) as port:
+        ep, _, _ = identify(port)
+    # Then it is DICOM over TLS that also accepts plaintext, and the detail says so
+    assert ep.service == "dicom-tls"
+    assert ep.plaintext_dicom is True
+    assert "plaintext" in ep.service_detail
+
+
+def test_http_server_is_http() -> None:
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer((LOOPBACK, 0), http.server.SimpleHTTPRequestHandler)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        ep, _, _ = identify(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert ep.service == "http"
+
+
+@pytest.mark.parametrize("client_cert", ["required"])
+def test_tls_requiring_client_cert_without_credentials(pki: TestPKI, client_cert: str) -> None:
+    # Given a DICOM TLS SCP that requires a client certificate, and no credentials configured
+    with pynetdicom_scp(ssl_context=server_tls_context(pki, client_cert)) as port:
+        ep, _, ctx = identify(port)
+    # Then the port is TLS, and the evidence says a client certificate is required
+    assert ep.service == "tls"
+    assert any(e.reason == "client_certificate_required" for e in ctx.evidence.items())
