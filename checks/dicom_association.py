@@ -1,0 +1,161 @@
+"""Checks on the association audit of each AE as acceptor, and on captured initiators (issue 4).
+
+They read only :class:`ApplicationEntity` / :class:`Initiator` results; an AE whose audit failed (its
+``error`` is set) or where a question could not be answered gives ``not_applicable``, never a guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from dcsaudit.checks.base import AuditData, Verdict, check
+
+from dcsaudit.models.dicom import ApplicationEntity
+
+
+def _target(ae: ApplicationEntity) -> str:
+    return f"{ae.host}:{ae.port}/{'dicom-tls' if ae.tls else 'dicom'} AE {ae.ae_title}"
+
+
+def _ev(ae: ApplicationEntity, *purposes: str) -> list[str]:
+    picked = [a.evidence for a in ae.attempts if a.evidence and (not purposes or a.purpose.startswith(purposes))]
+    return picked or ae.evidence[:3]
+
+
+def _triple(t: object) -> str:
+    return f"({t.result}, {t.source}, {t.reason})" if t is not None else "no RJ"  # type: ignore[attr-defined]
+
+
+@check(id="dicom.association_failed", title="DICOM AE could not be audited (no association answer)",
+       severity="medium", references=["PS3.8 §9.3", "PS3.7 D.3.3"])
+def association_failed(data: AuditData) -> Iterator[Verdict]:
+    for ae in data.application_entities:
+        if ae.error:
+            yield Verdict("error", _target(ae), ae.error, ae.evidence[:3])
+        elif ae.verification is False:
+            yield Verdict("fail", _target(ae), "Verification (C-ECHO) did not succeed with the configured titles",
+                          _ev(ae, "baseline"))
+        else:
+            yield Verdict("pass", _target(ae), "association and C-ECHO succeeded", _ev(ae, "baseline"))
+
+
+@check(id="dicom.promiscuous_called_ae", title="Any Called AE Title is accepted",
+       severity="medium", references=["PS3.8 §9.3.4 (reason 7 called-AE-title-not-recognized)", "PS3.2 N.6.2"])
+def promiscuous_called_ae(data: AuditData) -> Iterator[Verdict]:
+    for ae in data.application_entities:
+        if ae.error or ae.accepts_any_called_ae is None:
+            yield Verdict("not_applicable", _target(ae), "the Called AE policy could not be determined", ae.evidence[:1])
+        elif ae.accepts_any_called_ae:
+            yield Verdict("fail", _target(ae), "a random 16-character Called AE Title was accepted", _ev(ae, "any_called_ae"))
+        else:
+            yield Verdict("pass", _target(ae), f"a random Called AE Title was refused {_triple(ae.called_ae_reject)}",
+                          _ev(ae, "any_called_ae"))
+
+
+@check(id="dicom.any_calling_ae", title="Any Calling AE Title is accepted",
+       severity="medium", references=["PS3.8 §9.3.4 (reason 3 calling-AE-title-not-recognized)", "PS3.2 N.6.2"])
+def any_calling_ae(data: AuditData) -> Iterator[Verdict]:
+    for ae in data.application_entities:
+        if ae.error or ae.accepts_any_calling_ae is None:
+            yield Verdict("not_applicable", _target(ae), "the Calling AE policy could not be determined", ae.evidence[:1])
+        elif ae.accepts_any_calling_ae:
+            yield Verdict("fail", _target(ae), "a random Calling AE Title was accepted: no caller filtering",
+                          _ev(ae, "any_calling_ae"))
+        else:
+            yield Verdict("pass", _target(ae), f"a random Calling AE Title was refused {_triple(ae.calling_ae_reject)}",
+                          _ev(ae, "any_calling_ae"))
+
+
+@check(id="dicom.default_ae_titles", title="Vendor-default AE Titles are accepted",
+       severity="low", references=["PS3.2 N.6.2 (AE Title configuration)"])
+def default_ae_titles(data: AuditData) -> Iterator[Verdict]:
+    for ae in data.application_entities:
+        accepted = ae.default_called_aes_accepted + ae.default_calling_aes_accepted
+        tested = [a for a in ae.attempts if a.purpose in ("default_called_ae", "default_calling_ae")]
+        if accepted:
+            yield Verdict("fail", _target(ae), f"default titles accepted: {', '.join(accepted)}",
+                          _ev(ae, "default_called_ae", "default_calling_ae"))
+        elif tested:
+            yield Verdict("pass", _target(ae), f"{len(tested)} vendor-default titles refused",
+                          _ev(ae, "default_called_ae", "default_calling_ae"))
+        else:
+            yield Verdict("not_applicable", _target(ae), "not tested (any title is accepted, or the audit failed)",
+                          ae.evidence[:1])
+
+
+@check(id="dicom.unauthenticated_query_retrieve", title="Query/Retrieve or Worklist accepted without user identity",
+       severity="high", references=["PS3.4 Annex C, K", "PS3.7 D.3.3.7", "PS3.2 N.8.5.2"])
+def unauthenticated_query_retrieve(data: AuditData) -> Iterator[Verdict]:
+    for ae in data.application_entities:
+        base = [a for a in ae.attempts if a.purpose == "baseline"]
+        if ae.error or not base or base[0].outcome != "accepted":
+            yield Verdict("not_applicable", _target(ae), "no association without identity was accepted", ae.evidence[:1])
+        elif ae.unauthenticated_query_retrieve:
+            yield Verdict("fail", _target(ae), "accepted without any identity: "
+                          + ", ".join(ae.unauthenticated_query_retrieve), _ev(ae, "baseline"))
+        else:
+            yield Verdict("pass", _target(ae), "no Q/R or Worklist presentation context accepted without identity",
+                          _ev(ae, "baseline"))
+
+
+@check(id="dicom.user_identity_not_enforced", title="Associations without user identity are accepted",
+       severity="medium", references=["PS3.7 D.3.3.7", "PS3.15 B.5", "PS3.2 Table N.8-9"])
+def user_identity_not_enforced(data: AuditData) -> Iterator[Verdict]:
+    for ae in data.application_entities:
+        uid = ae.user_identity
+        if ae.error or uid.enforced is None:
+            yield Verdict("not_applicable", _target(ae), "enforcement could not be judged", ae.evidence[:1])
+        elif uid.enforced:
+            yield Verdict("pass", _target(ae), "associations without a valid identity are rejected",
+                          _ev(ae, "baseline", "user_identity"))
+        else:
+            yield Verdict("fail", _target(ae), f"identity not enforced ({uid.support.replace('_', ' ')})",
+                          _ev(ae, "baseline", "user_identity"))
+
+
+@check(id="dicom.user_identity_reject_coding", title="User identity rejections use the PS3.7 coding",
+       severity="low", references=["PS3.7 D.3.3.7.3 (rejected-permanent, source 2)", "PS3.8 §9.3.4"])
+def user_identity_reject_coding(data: AuditData) -> Iterator[Verdict]:
+    for ae in data.application_entities:
+        uid = ae.user_identity
+        triples = ", ".join(f"type {t}: {_triple(v)}" for t, v in sorted(uid.reject_triples.items()))
+        if uid.reject_coding == "none":
+            yield Verdict("not_applicable", _target(ae), "no identity was rejected", ae.evidence[:1])
+        elif uid.reject_coding == "conformant":
+            yield Verdict("pass", _target(ae), f"rejected-permanent by the ACSE provider ({triples})",
+                          _ev(ae, "user_identity"))
+        else:
+            yield Verdict("fail", _target(ae), f"{uid.reject_coding.replace('_', ' ')} coding ({triples})",
+                          _ev(ae, "user_identity"))
+
+
+@check(id="dicom.invalid_identity_accepted", title="Invalid user credentials get a positive response",
+       severity="high", references=["PS3.7 D.3.3.7.2", "PS3.15 B.5–B.7"])
+def invalid_identity_accepted(data: AuditData) -> Iterator[Verdict]:
+    for ae in data.application_entities:
+        probes = [a for a in ae.attempts if a.purpose.startswith("user_identity_") and a.purpose.endswith("_invalid")]
+        if not probes:
+            yield Verdict("not_applicable", _target(ae), "user identity not probed", ae.evidence[:1])
+            continue
+        # Type 1 (B.4 Basic User Identity) may be confirmed without any check; 2-5 must be authenticated.
+        bad = [a for a in probes if a.user_identity_response and a.user_identity_type != 1]
+        if bad:
+            yield Verdict("fail", _target(ae), "positive response to invalid credentials of type "
+                          + ", ".join(str(a.user_identity_type) for a in bad), [a.evidence for a in bad if a.evidence])
+        else:
+            yield Verdict("pass", _target(ae), "no positive response to invalid passcode/ticket/assertion/JWT",
+                          [a.evidence for a in probes if a.evidence])
+
+
+@check(id="dicom.initiator_passcode_plaintext", title="Product sends a passcode over an unencrypted association",
+       severity="high", references=["PS3.7 D.3.3.7.1 (type 2)", "PS3.15 B.5"])
+def initiator_passcode_plaintext(data: AuditData) -> Iterator[Verdict]:
+    for init in data.initiators:
+        target = f"initiator {init.peer} AE {init.calling_ae}"
+        if init.user_identity_type is None:
+            yield Verdict("not_applicable", target, "no user identity sent", init.evidence)
+        elif init.user_identity_type == 2 and not init.tls:
+            yield Verdict("fail", target, "username and passcode sent without TLS", init.evidence)
+        else:
+            yield Verdict("pass", target, f"identity type {init.user_identity_type}"
+                          f"{' over TLS' if init.tls else ' (no passcode)'}", init.evidence)
