@@ -164,7 +164,7 @@ def bad_server(kind: BadKind) -> Iterator[int]:
 class RsaPKI(TestPKI):
     """Like ``TestPKI`` but with RSA keys: DCMTK's retired profiles (+pa, +pn, +py, +px) only have RSA suites."""
 
-    def __init__(self, directory: Path, key_bits: int = 2048) -> None:  # noqa: D107
+    def __init__(self, directory: Path, key_bits: int = 2048) -> None:
         import trustme
 
         self.dir = directory

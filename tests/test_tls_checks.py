@@ -1,0 +1,141 @@
+"""TLS checks and profile verdicts on constructed results: one passing and one failing case each."""
+
+from __future__ import annotations
+
+import pytest
+from dcsaudit.checks.base import REGISTRY, AuditData
+
+from dcsaudit.models.endpoint import Endpoint
+from dcsaudit.models.tls import CertificateInfo, TlsFeatures, TlsResult, Vulnerabilities
+from dcsaudit.probes.tls import profiles
+
+import dcsaudit.checks  # noqa: F401  (registers the checks)  # isort: skip
+
+B12 = "BCP 195 RFC 8996 TLS"
+B13 = "Modified BCP 195 RFC 8996 TLS"
+
+
+def cert(**kw: object) -> CertificateInfo:
+    base: dict[str, object] = dict(
+        subject="CN=pacs", issuer="CN=ca", serial="1", sha256="00", key_type="RSA", key_bits=2048,
+        signature_algorithm="sha256WithRSAEncryption", signature_hash="sha256", not_before="2025-01-01",
+        not_after="2030-01-01", days_to_expiry=900, expired=False, not_yet_valid=False, self_signed=False,
+        chain=[{"subject": "CN=pacs", "issuer": "CN=ca", "signature_hash": "sha256", "self_signed": "no"}],
+        chain_valid=True,
+    )
+    base.update(kw)
+    return CertificateInfo.model_validate(base)
+
+
+def good() -> TlsResult:
+    """A B.12- and B.13-conformant server: TLS 1.2 + 1.3, ECDHE AEAD only, RSA 2048, SHA-256."""
+    return TlsResult(
+        protocols={"SSLv2": [], "SSLv3": [], "TLSv1.0": [], "TLSv1.1": [],
+                   "TLSv1.2": ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"],
+                   "TLSv1.3": ["TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256",
+                               "TLS_AES_128_CCM_SHA256", "TLS_AES_128_CCM_8_SHA256"]},
+        preference="server", preference_by_version={"TLSv1.2": "server", "TLSv1.3": "server"},
+        client_certificate="required", groups=["x25519", "secp256r1"],
+        signature_algorithms=["rsa_pss_rsae_sha256", "rsa_pkcs1_sha256"], certificate=cert(),
+        features=TlsFeatures(compression=False, renegotiation_info=True, extended_master_secret=True,
+                             prefers_tls13=True),
+        vulnerabilities=Vulnerabilities(heartbleed=False, ccs_injection=False, robot="NOT_VULNERABLE_NO_ORACLE"),
+        evidence=["ev-1"], handshakes=50,
+    )
+
+
+def bad() -> TlsResult:
+    r = good()
+    protocols = dict(r.protocols)
+    protocols["TLSv1.0"] = ["TLS_RSA_WITH_AES_128_CBC_SHA", "TLS_RSA_WITH_3DES_EDE_CBC_SHA"]
+    protocols["TLSv1.2"] = [*protocols["TLSv1.2"], "TLS_RSA_WITH_AES_128_CBC_SHA", "TLS_RSA_WITH_3DES_EDE_CBC_SHA"]
+    return r.model_copy(update={
+        "protocols": protocols,
+        "certificate": cert(key_bits=1024, signature_hash="sha1", days_to_expiry=-3, expired=True, chain_valid=False,
+                            chain_error="unable to get local issuer certificate",
+                            chain=[{"subject": "CN=pacs", "issuer": "CN=ca", "signature_hash": "sha1",
+                                    "self_signed": "no"}]),
+        "features": TlsFeatures(compression=True, renegotiation_info=False, extended_master_secret=False),
+        "vulnerabilities": Vulnerabilities(heartbleed=True, ccs_injection=False, robot="VULNERABLE_STRONG_ORACLE"),
+    })
+
+
+def data_for(r: TlsResult) -> AuditData:
+    r = r.model_copy(update={"profiles": profiles.evaluate(r)})
+    ep = Endpoint(host="10.0.0.5", port=2762, protocol="tcp", state="open", service="dicom-tls", tls=r)
+    return AuditData(endpoints=[ep], evidence=[])
+
+
+CHECKS = ["tls.audit_completed", "tls.no_legacy_protocols", "tls.profile_bcp195_rfc8996",
+          "tls.profile_modified_bcp195_rfc8996", "tls.weak_ciphers", "tls.forward_secrecy",
+          "tls.certificate_key_size", "tls.certificate_expiry", "tls.certificate_chain",
+          "tls.certificate_signature_hash", "tls.secure_renegotiation", "tls.vulnerabilities"]
+
+
+@pytest.mark.parametrize("check_id", CHECKS)
+def test_check_passes_on_a_conformant_server(check_id: str) -> None:
+    # Given a conformant TLS result, When the check runs, Then it passes
+    spec = REGISTRY.get(check_id)
+    assert spec is not None
+    findings = spec.run(data_for(good()))
+    assert [f.status for f in findings] == ["pass"], findings
+
+
+@pytest.mark.parametrize("check_id", [c for c in CHECKS if c != "tls.audit_completed"])
+def test_check_fails_on_a_weak_server(check_id: str) -> None:
+    # Given a weak TLS result, When the check runs, Then it fails
+    spec = REGISTRY.get(check_id)
+    assert spec is not None
+    findings = spec.run(data_for(bad()))
+    assert [f.status for f in findings] == ["fail"], findings
+
+
+def test_failed_audit_is_an_error_finding() -> None:
+    # Given a TLS audit that failed (silent port), When checked, Then audit_completed reports an error
+    ep = Endpoint(host="10.0.0.5", port=2762, protocol="tcp", state="open", service="dicom-tls",
+                  tls=TlsResult(error="no answer to ClientHello before the read timeout", evidence=["ev-9"]))
+    spec = REGISTRY.get("tls.audit_completed")
+    assert spec is not None
+    assert [f.status for f in spec.run(AuditData(endpoints=[ep], evidence=[]))] == ["error"]
+
+
+def test_profile_reasons_are_precise() -> None:
+    # Given the weak result, When evaluated, Then each reason names the offending item
+    v = profiles.evaluate(bad())
+    reasons = v[B12].reasons
+    assert "TLS 1.0 accepted" in reasons
+    assert "RSA key 1024 bits below 2048" in reasons
+    assert "TLS_RSA_WITH_3DES_EDE_CBC_SHA accepted: 3DES (112-bit)" in reasons
+    assert "certificate signed with SHA1" in reasons
+    assert any(w == "TLS_RSA_WITH_AES_128_CBC_SHA accepted: static RSA/DH key exchange (no forward secrecy)"
+               for w in v[B12].warnings)
+    assert "TLS_RSA_WITH_AES_128_CBC_SHA accepted: not in the profile's permitted list" in v[B13].reasons
+    # And the conformant result conforms to both
+    ok = profiles.evaluate(good())
+    assert ok[B12].conforms and ok[B13].conforms, (ok[B12].reasons, ok[B13].reasons)
+
+
+def test_profile_names_accept_both_spellings() -> None:
+    book = profiles.load_profiles()
+    assert book.find("BCP 195 RFC 8996, 9325 TLS Secure Transport Connection Profile") is not None
+    assert book.find("Modified BCP 195 RFC 8996 TLS") is not None
+    assert book.find("Basic TLS") is None
+
+
+def test_retired_profile_fingerprints() -> None:
+    # Given a server with TLS 1.0 and TLS_RSA_WITH_3DES_EDE_CBC_SHA, Then Basic TLS (B.1) is recognised
+    found = profiles.retired_profiles(bad())
+    assert any(f.startswith("Basic TLS") for f in found) and any(f.startswith("AES TLS") for f in found)
+    # And the modern server matches no retired profile
+    assert profiles.retired_profiles(good()) == []
+
+
+def test_rules_file_rejects_unknown_suite(tmp_path: object) -> None:
+    # Given a rules file naming a suite that does not exist, Then loading fails validation
+    from pathlib import Path
+
+    p = Path(str(tmp_path)) / "bad.yaml"
+    p.write_text("profiles:\n  - name: X\n    section: Y\n    rules:\n"
+                 "      - {kind: allowed_suites_only, level: must, source: test, suites: [TLS_NOT_A_SUITE]}\n")
+    with pytest.raises(ValueError):
+        profiles.load_profiles(str(p))
