@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from dcsaudit import __version__
 
-# dcsaudit's implementation identity (PS3.7 D.3.3.2); the same values as identification's dicom_pdu.
+# dcsaudit's implementation identity (PS3.7 D.3.3.2), sent in every A-ASSOCIATE-RQ we make.
 IMPLEMENTATION_CLASS_UID = "2.25.48015543932512258103892387391833582057"
 IMPLEMENTATION_VERSION_NAME = f"DCSAUDIT_{__version__}"[:16]
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
