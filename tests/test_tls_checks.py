@@ -37,6 +37,8 @@ def good() -> TlsResult:
         preference="server", preference_by_version={"TLSv1.2": "server", "TLSv1.3": "server"},
         client_certificate="required", groups=["x25519", "secp256r1"],
         signature_algorithms=["rsa_pss_rsae_sha256", "rsa_pkcs1_sha256"], certificate=cert(),
+        groups_tls13=["x25519", "secp256r1"], groups_tls13_preference="server",
+        signature_algorithms_tls13=["rsa_pss_rsae_sha256"],
         features=TlsFeatures(compression=False, renegotiation_info=True, extended_master_secret=True,
                              prefers_tls13=True),
         vulnerabilities=Vulnerabilities(heartbleed=False, ccs_injection=False, robot="NOT_VULNERABLE_NO_ORACLE"),

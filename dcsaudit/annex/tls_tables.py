@@ -1,0 +1,217 @@
+"""PS3.2 N.8.4.2 (Table N.8-3) and N.11.2.5 (Tables N.11.2.5-1/-2/-3, N.11-4, N.11-5) from the TLS audit.
+
+Corrections to the PS3.2 2024d template (standards-digest §1.4, §6.2): Table N.11.2.5-1 prints
+TLS_AES_128_GCM_SHA256 twice, the second is TLS_AES_128_CCM_SHA256; Table N.11-4 repeats
+TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 and TLS_ECDHE_RSA_WITH_CAMELLIA_128_GCM_SHA256 and lacks
+TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 and TLS_ECDHE_ECDSA_WITH_AES_128_CCM. The tables here are
+built from observation, so they list what the server accepted (each suite once) and say so in notes.
+
+Receiver columns come from the endpoints' profile verdicts; Sender columns from the ClientHellos the
+product sent to ``dcsaudit listen`` (``data.initiators[].tls_offer``), judged with the same rules.
+"""
+
+from __future__ import annotations
+
+from dcsaudit.annex.cells import label, not_observed, not_verifiable, reconcile, verified
+from dcsaudit.checks.base import AuditData
+from dcsaudit.models.core import AnnexTable, Cell
+from dcsaudit.models.endpoint import Endpoint
+from dcsaudit.models.tls import TLS_VERSIONS, TlsResult
+from dcsaudit.probes.tls import profiles
+
+SUFFIX = " Secure Transport Connection Profile"
+TYPO_NOTE_13 = ("PS3.2 2024d prints TLS_AES_128_GCM_SHA256 twice in this table; the second is "
+                "TLS_AES_128_CCM_SHA256 (corrected). Rows list the suites observed.")
+TYPO_NOTE_12 = ("PS3.2 2024d repeats TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 and TLS_ECDHE_RSA_WITH_CAMELLIA_128_GCM_SHA256 "
+                "and omits TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 and TLS_ECDHE_ECDSA_WITH_AES_128_CCM (corrected per "
+                "PS3.15 B.13 / DCMTK). Rows list the suites observed.")
+
+
+def _tls_endpoints(data: AuditData) -> list[tuple[Endpoint, TlsResult]]:
+    eps = [(e, e.tls) for e in data.endpoints if e.tls is not None and e.tls.error is None and e.tls.accepted_versions()]
+    return sorted(eps, key=lambda p: (p[0].service != "dicom-tls", p[0].host, p[0].port))
+
+
+def _secured_aes(data: AuditData, eps: list[Endpoint]) -> str:
+    keys = {(e.host, e.port) for e in eps}
+    aes = [ae.ae_title for ae in data.application_entities if (ae.host, ae.port) in keys]
+    return ", ".join(sorted(set(aes))) or ", ".join(f"{e.host}:{e.port}" for e in eps)
+
+
+def _offer_as_result(offer: object) -> TlsResult | None:
+    versions = [v for v in getattr(offer, "versions", []) if v in TLS_VERSIONS]
+    suites = list(getattr(offer, "cipher_suites", []))
+    if not versions or not suites:
+        return None
+    protocols = {v: [s for s in suites if (s.startswith("TLS_AES_") or s.startswith("TLS_CHACHA20_") or
+                                           s.startswith("TLS_SHA")) == (v == "TLSv1.3") and "SCSV" not in s]
+                 for v in versions}
+    return TlsResult(protocols=protocols, groups=list(getattr(offer, "groups", [])),
+                     signature_algorithms=[s for s in getattr(offer, "signature_algorithms", [])
+                                           if not s.endswith(("_sha1", "_md5"))])
+
+
+def n8_3(data: AuditData) -> AnnexTable:
+    eps = _tls_endpoints(data)
+    book = profiles.load_profiles()
+    offers = [(i, _offer_as_result(i.tls_offer)) for i in data.initiators if i.tls_offer is not None]
+    rows: list[list[Cell]] = []
+    for p in book.profiles:
+        name = p.name + SUFFIX
+        conf = [e for e, r in eps if r.profiles.get(p.name) and r.profiles[p.name].conforms]
+        ev = [x for _e, r in eps for x in r.evidence]
+        if eps:
+            receiver = reconcile(data.declared, "N.8-3", f"{name} Receiver", "Y" if conf else "N", ev)
+            if not conf:
+                first = eps[0][1].profiles.get(p.name)
+                why = "; ".join(first.reasons[:3]) if first else ""
+                receiver = receiver.model_copy(update={"note": (receiver.note + " " + why).strip()})
+        else:
+            receiver = reconcile(data.declared, "N.8-3", f"{name} Receiver", None,
+                                 unobservable_note="no TLS endpoint audited")
+        judged = [(i, profiles.evaluate(r)[p.name]) for i, r in offers if r is not None]
+        if judged:
+            ok = [i for i, v in judged if v.conforms]
+            sender = reconcile(data.declared, "N.8-3", f"{name} Sender", "Y" if ok else "N",
+                               [x for i, _v in judged for x in i.evidence])
+        else:
+            claim = reconcile(data.declared, "N.8-3", f"{name} Sender", None)
+            sender = claim if claim.declared else not_observed(
+                "no TLS association from the product was captured (dcsaudit listen)")
+        secured = verified(_secured_aes(data, conf), ev) if conf else Cell(value="", provenance=receiver.provenance,
+                                                                              note="no audited AE conforms")
+        rows.append([label(name), secured, sender, receiver, label("N.11.2.5")])
+    retired = sorted({x for _e, r in eps for x in r.retired_profiles})
+    if retired:
+        for rname in retired:
+            holders = [e for e, r in eps if rname in r.retired_profiles]
+            ev = [x for e, r in eps if e in holders for x in r.evidence]
+            rows.append([label(rname), verified(_secured_aes(data, holders), ev), not_observed(),
+                         verified("Y", ev, note="recognised by fingerprint (retired profile)"), label("N.11.2.5")])
+    else:
+        rows.append([label("[Any additional or retired TLS Profile]"), not_observed("none recognised"),
+                     not_observed(), not_observed("none recognised") if eps else not_verifiable(), label("N.11.2.5")])
+    return AnnexTable(id="N.8-3", title="Secure Transport Connection Profiles",
+                      columns=["Profile", "Secured AE", "Sender", "Receiver", "Reference"], rows=rows,
+                      notes=["Receiver: judged from handshakes with each TLS port; Sender: from ClientHellos the "
+                             "product sent to dcsaudit listen. Reasons for N are in the cell notes."])
+
+
+def _profile_label(r: TlsResult, ep: Endpoint, many: bool) -> str:
+    names = [n for n, v in r.profiles.items() if v.conforms]
+    base = " / ".join(n + SUFFIX for n in names) if names else "No conforming profile (observed)"
+    return f"{base} — {ep.host}:{ep.port}" if many else base
+
+
+def _order_cell(i: int, pref: str, ev: list[str]) -> Cell:
+    if pref == "server":
+        return verified(str(i + 1), ev)
+    if pref == "client":
+        return verified("client order", ev, note="the server follows the client's preference")
+    return not_observed("order could not be determined (single item or inconsistent answers)")
+
+
+def _list_table(data: AuditData, table_id: str, title: str, col: str, pick: str, empty: str,
+                notes: list[str]) -> AnnexTable:
+    eps = _tls_endpoints(data)
+    rows: list[list[Cell]] = []
+    for ep, r in eps:
+        items, pref = _items(r, pick)
+        for i, item in enumerate(items):
+            rows.append([label(_profile_label(r, ep, len(eps) > 1)), verified(item, r.evidence),
+                         _order_cell(i, pref, r.evidence)])
+    return AnnexTable(id=table_id, title=title, columns=["Profile", col,
+                      "Default Preference Order (from 1=preferred to n=less preferred)"], rows=rows,
+                      empty_reason="" if rows else (empty if eps else "no TLS endpoint was audited"), notes=notes)
+
+
+def _kx_name(g: str) -> str:
+    if g.startswith("ffdhe") or g.startswith("DHE-"):
+        return f"DHE ({g})"
+    if "MLKEM" in g or "Kyber" in g:
+        return f"Hybrid ECDHE+ML-KEM ({g})"
+    return f"ECDHE ({g})"
+
+
+def _sig_name(s: str) -> str:
+    if s.startswith("ecdsa_"):
+        return f"ECDSA ({s})"
+    if s.startswith("rsa_pss_"):
+        return f"RSASSA-PSS ({s})"
+    if s.startswith("rsa_pkcs1_"):
+        return f"RSASSA PKCS#1 v1.5 (RSA) ({s})"
+    if s in ("ed25519", "ed448"):
+        return f"EdDSA ({s})"
+    return s
+
+
+def _items(r: TlsResult, pick: str) -> tuple[list[str], str]:
+    if pick == "tls13":
+        return r.protocols.get("TLSv1.3", []), r.preference_by_version.get("TLSv1.3", "unknown")
+    if pick == "tls12":
+        return r.protocols.get("TLSv1.2", []), r.preference_by_version.get("TLSv1.2", "unknown")
+    if pick == "kx13":
+        return [_kx_name(g) for g in r.groups_tls13], r.groups_tls13_preference
+    return [_sig_name(s) for s in r.signature_algorithms_tls13], r.signature_algorithms_tls13_preference
+
+
+def n11_5(data: AuditData) -> AnnexTable:
+    eps = _tls_endpoints(data)
+    ev = [x for _e, r in eps for x in r.evidence]
+    d = data.declared
+    T = "N.11-5"
+    rows: list[list[Cell]] = [[label("Local Secure Transport Connection Configuration"), label(""), label(""), label("")],
+                              [label("Common Secure Transport Connection parameters"), label(""), label(""), label("")]]
+    ports = ", ".join(f"{e.host}:{e.port}" for e, _r in eps)
+    rows.append([label("Port"), reconcile(d, T, "Port Configurable", None),
+                 verified(ports, ev) if eps else not_observed("no TLS port found"), label("See Section N.6 Configuration")])
+    rows.append([label("A-P-ABORT provider reason in case of integrity check failure"),
+                 reconcile(d, T, "A-P-ABORT Configurable", None),
+                 reconcile(d, T, "A-P-ABORT provider reason in case of integrity check failure", None,
+                           unobservable_note="needs a corrupted record inside an association; not tested"),
+                 label("")])
+    for e, r in eps:
+        where = f"{e.host}:{e.port}"
+        rows.append([label(f"TLS versions accepted ({where})"), reconcile(d, T, "TLS versions Configurable", None),
+                     verified(", ".join(r.accepted_versions()), r.evidence), label("")])
+        rows.append([label(f"Client certificate ({where})"), reconcile(d, T, "Client certificate Configurable", None),
+                     verified(r.client_certificate, r.evidence), label("required / optional / not_requested")])
+        rows.append([label(f"Cipher suite preference ({where})"), reconcile(d, T, "Cipher order Configurable", None),
+                     verified(r.preference, r.evidence), label("server or client order")])
+        if r.certificate is not None:
+            c = r.certificate
+            rows.append([label(f"Server certificate ({where})"), reconcile(d, T, "Certificate Configurable", None),
+                         verified(f"{c.key_type} {c.key_bits} bits, {c.signature_hash}, expires {c.not_after[:10]}",
+                                  r.evidence),
+                         label("chain validated" if c.chain_valid else (c.chain_error or "chain not validated"))])
+    for p in profiles.load_profiles().profiles:
+        rows.append([label(p.name + " Secure Transport Connection parameters"), label(""), label(""), label("")])
+        rows.append([label("[List specific configurable parameters for the local system]"),
+                     reconcile(d, T, f"{p.name} Configurable", None), reconcile(d, T, f"{p.name} Default", None),
+                     label("")])
+    rows.append([label("Remote Secure Transport Connection Configuration Parameters"), label(""), label(""), label("")])
+    rows.append([label("Port"), reconcile(d, T, "Remote Port Configurable", None),
+                 reconcile(d, T, "Remote Port", None, unobservable_note="configuration of the product as TLS client"),
+                 label("See Section N.6 Configuration")])
+    rows.append([label("A-P-ABORT provider reason in case of integrity check failure"),
+                 reconcile(d, T, "Remote A-P-ABORT Configurable", None),
+                 reconcile(d, T, "Remote A-P-ABORT provider reason", None), label("")])
+    return AnnexTable(id=T, title="Secure Transport Connection Configuration",
+                      columns=["Parameter/Behavior", "Configurable", "Default Value", "Comments"], rows=rows)
+
+
+def tables(data: AuditData) -> list[tuple[str, AnnexTable]]:
+    return [
+        ("N.8.4.2", n8_3(data)),
+        ("N.11.2.5", _list_table(data, "N.11.2.5-1", "Secure Transport Connection Profiles and Cipher Suites",
+                                 "Cipher Suite", "tls13", "no TLS 1.3 suite accepted", [TYPO_NOTE_13])),
+        ("N.11.2.5", _list_table(data, "N.11.2.5-2",
+                                 "Secure Transport Connection Profiles and TLS 1.3 Key Exchange Algorithms",
+                                 "Key Exchange Algorithms", "kx13", "TLS 1.3 not accepted", [])),
+        ("N.11.2.5", _list_table(data, "N.11.2.5-3",
+                                 "Secure Transport Connection Profiles and TLS 1.3 Signature Algorithms",
+                                 "Signature Algorithms", "sig13", "TLS 1.3 not accepted", [])),
+        ("N.11.2.5", _list_table(data, "N.11-4", "Secure Transport Connection Profiles and Cipher Suites",
+                                 "Cipher Suite", "tls12", "no TLS 1.2 suite accepted", [TYPO_NOTE_12])),
+        ("N.11.2.5", n11_5(data)),
+    ]
