@@ -31,7 +31,7 @@ TLS_TEST_SIZE = 32768
 UDP_TEST_SIZE = 2048
 
 
-def test_message(size: int, scanner: str = "dcsaudit") -> bytes:
+def build_test_message(size: int, scanner: str = "dcsaudit") -> bytes:
     """A schema-valid PS3.15 A.5 Security Alert syslog message of exactly ``size`` octets."""
     def make(pad: str) -> bytes:
         xml = build.audit_xml(
@@ -66,7 +66,7 @@ def _client_context(ctx: AuditContext) -> tuple[ssl.SSLContext, bool]:
 async def _send_tls(ctx: AuditContext, endpoint: Endpoint) -> str:
     t = ctx.config.scan.timeouts
     target = endpoint.key
-    msg = test_message(TLS_TEST_SIZE)
+    msg = build_test_message(TLS_TEST_SIZE)
     data: dict[str, Any] = {"size": len(msg), "framing": "octet-counting"}
     start = time.perf_counter()
     try:
@@ -150,7 +150,7 @@ def _send_udp_blocking(host: str, port: int, msg: bytes, wait: float) -> tuple[b
 
 
 async def _send_udp(ctx: AuditContext, endpoint: Endpoint) -> str:
-    msg = test_message(UDP_TEST_SIZE)
+    msg = build_test_message(UDP_TEST_SIZE)
     start = time.perf_counter()
     try:
         ok, summary, reason = await ctx.limiter.run_blocking(
