@@ -69,6 +69,9 @@ def test_openssl_server_order_is_reported_exactly(rsa_pki: RsaPKI) -> None:
     assert "rsa_pss_rsae_sha256" in r.signature_algorithms_tls13
     assert "rsa_pkcs1_sha256" in r.signature_algorithms_tls12
     assert r.client_certificate == "not_requested"
+    assert r.features.renegotiation_info is True and r.features.compression is False
+    # And sslyze's vulnerability plugins ran (OpenSSL 3 is not vulnerable)
+    assert r.vulnerabilities.heartbleed is False and r.vulnerabilities.ccs_injection is False
     # And the verdicts give precise reasons
     assert not r.profiles[B12].conforms
     assert "TLS_RSA_WITH_AES_128_CBC_SHA accepted: SHA-1 MAC" in r.profiles[B12].reasons

@@ -42,7 +42,7 @@ class TlsAuditOptions:
     """Knobs for the expensive parts. ROBOT costs seconds per endpoint; it is off unless asked for."""
 
     sslv2_sslv3: bool = True
-    vulnerabilities: bool = False
+    vulnerabilities: bool = True  # sslyze Heartbleed / CCS / renegotiation, concurrently with enumeration
     robot: bool = False
 
 
@@ -154,6 +154,13 @@ async def _audit(ctx: AuditContext, endpoint: Endpoint, opts: TlsAuditOptions, t
                               duration_ms=(time.perf_counter() - start) * 1000)
         return TlsResult(error=msg, evidence=[ev.id], handshakes=1, protocols={v: [] for v in TLS_VERSIONS},
                          duration_ms=round((time.perf_counter() - start) * 1000, 1))
+    vuln_task: asyncio.Task[Any] | None = None
+    if opts.vulnerabilities:
+        from dcsaudit.probes.tls.vulns import run_sslyze
+
+        # Runs in a worker thread while the raw enumeration goes on: its cost overlaps ours.
+        vuln_task = asyncio.ensure_future(ctx.limiter.run_blocking(
+            host, run_sslyze, host, port, opts.robot, to.tls_handshake))
     versions = ["TLSv1.3", "TLSv1.2", "TLSv1.1", "TLSv1.0"] + (["SSLv3"] if opts.sslv2_sslv3 else [])
     jobs: list[Any] = [en.version(v) for v in versions]
     if opts.sslv2_sslv3:
@@ -162,6 +169,8 @@ async def _audit(ctx: AuditContext, endpoint: Endpoint, opts: TlsAuditOptions, t
     f = en.f
     accepted = [v for v in TLS_VERSIONS if v in f.versions and f.versions[v].accepted]
     if not accepted:
+        if vuln_task is not None:
+            await asyncio.gather(vuln_task, return_exceptions=True)
         msg, reason = _describe_failure(f.first_failure or _first_evidence(f))
         ev = ctx.evidence.add(PROBE, target, False, msg, reason=reason,
                               data={"handshakes": f.probes}, duration_ms=(time.perf_counter() - start) * 1000)
@@ -225,10 +234,8 @@ async def _audit(ctx: AuditContext, endpoint: Endpoint, opts: TlsAuditOptions, t
         fallback_scsv=f.fallback_scsv, prefers_tls13=f.prefers_tls13,
     )
     vulns = Vulnerabilities(notes=["sslyze vulnerability tests not run (TlsAuditOptions.vulnerabilities off)"])
-    if opts.vulnerabilities:
-        from dcsaudit.probes.tls.vulns import run_sslyze
-
-        vulns, reneg = await ctx.limiter.run_blocking(host, run_sslyze, host, port, opts.robot, to.tls_handshake)
+    if vuln_task is not None:
+        vulns, reneg = await vuln_task
         features = features.model_copy(update={"client_renegotiation": reneg})
     result = TlsResult(
         protocols=protocols, preference=pref, client_certificate=client_cert, groups=groups,
