@@ -175,6 +175,7 @@ class ScanOptions(_Strict):
         default_factory=lambda: [6514],
         description="TLS ports where silence to DICOM/HTTP is read as an RFC 5425 receiver (syslog never answers)")
     tls_audit: bool = True
+    dicom_audit: bool = Field(default=True, description="association audit of DICOM endpoints (issue 4)")
     dicom: DicomProbeOptions = Field(default_factory=DicomProbeOptions)
 
 

@@ -79,7 +79,7 @@ async def _tls_stage(ctx: AuditContext, endpoints: list[Endpoint]) -> list[Endpo
 async def _dicom_stage(ctx: AuditContext, endpoints: list[Endpoint]) -> list[ApplicationEntity]:
     audit_aes = _optional("dcsaudit.probes.dicom_assoc", "audit_application_entities")
     wanted = ctx.config.application_entities or [e for e in endpoints if e.service in ("dicom", "dicom-tls")]
-    if not wanted:
+    if not wanted or not ctx.config.scan.dicom_audit:
         return []
     if audit_aes is None:
         ctx.evidence.add("dicom.audit", "*", False, "DICOM association audit is not available in this build",

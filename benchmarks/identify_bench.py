@@ -1,0 +1,129 @@
+"""Benchmark: port inventory + service identification of 50 loopback endpoints, against `nmap -sV`.
+
+Starts 50 real endpoints on 127.0.0.1 (pynetdicom SCPs plain and TLS, DCMTK storescp plain and TLS,
+HTTP servers, openssl s_server, silent listeners), times dcsaudit's inventory (nmap connect scan) plus
+identification over several rounds, then runs `nmap -sV` once on the same ports, and prints the
+figures as a Markdown table (docs/benchmarks.md keeps them). Only loopback is touched; every loop is
+bounded in count and time. Not a test: run it by hand.
+
+    .venv/bin/python benchmarks/identify_bench.py [--rounds 5] [--skip-nmap-sv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.server
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from contextlib import ExitStack
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dcsaudit.config import parse_config  # noqa: E402
+from dcsaudit.context import AuditContext  # noqa: E402
+from dcsaudit.probes.identify import identify_all  # noqa: E402
+from dcsaudit.probes.ports import inventory_host  # noqa: E402
+from tests.peers.common import TestPKI  # noqa: E402
+from tests.peers.spine_peers import openssl_s_server, pynetdicom_scp, server_tls_context, silent_listener, storescp  # noqa: E402
+
+LOOPBACK = "127.0.0.1"
+MIX = {"pynetdicom": 20, "pynetdicom-tls": 10, "storescp": 5, "storescp-tls": 5, "http": 5, "openssl": 3, "silent": 2}
+
+
+def _http_server(stack: ExitStack) -> int:
+    server = http.server.ThreadingHTTPServer((LOOPBACK, 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    stack.callback(server.server_close)
+    stack.callback(server.shutdown)
+    return int(server.server_address[1])
+
+
+def start_endpoints(stack: ExitStack, pki: TestPKI, tmp: Path) -> dict[int, str]:
+    ports: dict[int, str] = {}
+    for kind, n in MIX.items():
+        for _ in range(n):
+            if kind == "pynetdicom":
+                port = stack.enter_context(pynetdicom_scp())
+            elif kind == "pynetdicom-tls":
+                port = stack.enter_context(pynetdicom_scp(ssl_context=server_tls_context(pki)))
+            elif kind == "storescp":
+                port = stack.enter_context(storescp(None, tmp))
+            elif kind == "storescp-tls":
+                port = stack.enter_context(storescp(pki, tmp))
+            elif kind == "http":
+                port = _http_server(stack)
+            elif kind == "openssl":
+                port = stack.enter_context(openssl_s_server(pki))
+            else:
+                port = stack.enter_context(silent_listener())
+            ports[port] = kind
+    return ports
+
+
+async def dcsaudit_round(ports: list[int]) -> tuple[float, float, Counter[str]]:
+    cfg = parse_config({"deployment": "bench", "hosts": [{"address": LOOPBACK, "tcp_ports": ports, "udp_ports": []}],
+                        "scan": {"concurrency": {"overall": 64, "per_host": 32}}})
+    ctx = AuditContext.create(cfg)
+    t0 = time.perf_counter()
+    eps = await inventory_host(ctx, cfg.hosts[0])
+    t1 = time.perf_counter()
+    eps = await identify_all(ctx, eps)
+    t2 = time.perf_counter()
+    return t1 - t0, t2 - t0, Counter(e.service for e in eps)
+
+
+def nmap_sv(ports: list[int], timeout: float) -> tuple[float, str]:
+    cmd = ["nmap", "-n", "-Pn", "-sT", "-sV", "-p", ",".join(map(str, ports)), LOOPBACK]
+    t0 = time.perf_counter()
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout).stdout
+    except subprocess.TimeoutExpired:
+        return time.perf_counter() - t0, "timed out"
+    dicom = sum(1 for line in out.splitlines() if "dicom" in line.lower() and "/tcp" in line)
+    return time.perf_counter() - t0, f"{dicom} port line(s) mention DICOM"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--skip-nmap-sv", action="store_true")
+    ap.add_argument("--nmap-timeout", type=float, default=900)
+    args = ap.parse_args()
+    rounds = max(1, min(args.rounds, 20))
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        pki = TestPKI(Path(tmp))
+        ports = start_endpoints(stack, pki, Path(tmp))
+        plist = sorted(ports)
+        truth = Counter(ports.values())
+        inv, total = [], []
+        services: Counter[str] = Counter()
+        for _ in range(rounds):
+            a, b, services = asyncio.run(dcsaudit_round(plist))
+            inv.append(a)
+            total.append(b)
+        # Silent peers (listeners that never answer, openssl's echo server) cost the read timeout by
+        # design; time the answering ones separately so both figures are visible.
+        answering = [p for p in plist if ports[p] not in ("silent", "openssl")]
+        fast = [asyncio.run(dcsaudit_round(answering))[1] for _ in range(rounds)]
+        print(f"endpoints: {len(plist)} {dict(truth)}")
+        print(f"dcsaudit identified: {dict(services)}")
+        print("| measurement | median | min | max |\n|---|---|---|---|")
+        print(f"| dcsaudit inventory (nmap -sT), 50 ports | {statistics.median(inv):.2f} s | {min(inv):.2f} s | {max(inv):.2f} s |")
+        print(f"| dcsaudit inventory + identification, 50 ports | {statistics.median(total):.2f} s | {min(total):.2f} s | {max(total):.2f} s |")
+        print(f"| dcsaudit inventory + identification, {len(answering)} answering ports | {statistics.median(fast):.2f} s | {min(fast):.2f} s | {max(fast):.2f} s |")
+        if not args.skip_nmap_sv and shutil.which("nmap"):
+            sv, note = nmap_sv(plist, args.nmap_timeout)
+            print(f"| nmap -sV, same 50 ports (1 run) | {sv:.1f} s | | | ({note})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
