@@ -27,12 +27,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dcsaudit.config import parse_config  # noqa: E402
-from dcsaudit.context import AuditContext  # noqa: E402
-from dcsaudit.probes.identify import identify_all  # noqa: E402
-from dcsaudit.probes.ports import inventory_host  # noqa: E402
-from tests.peers.common import TestPKI  # noqa: E402
-from tests.peers.spine_peers import openssl_s_server, pynetdicom_scp, server_tls_context, silent_listener, storescp  # noqa: E402
+from dcsaudit.config import parse_config
+from dcsaudit.context import AuditContext
+from dcsaudit.probes.identify import identify_all
+from dcsaudit.probes.ports import inventory_host
+from tests.peers.common import TestPKI
+from tests.peers.spine_peers import (
+    openssl_s_server,
+    pynetdicom_scp,
+    server_tls_context,
+    silent_listener,
+    storescp,
+)
 
 LOOPBACK = "127.0.0.1"
 MIX = {"pynetdicom": 20, "pynetdicom-tls": 10, "storescp": 5, "storescp-tls": 5, "http": 5, "openssl": 3, "silent": 2}

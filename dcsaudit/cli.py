@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 from dcsaudit import __version__
 from dcsaudit.config import ConfigError, load_config
@@ -27,7 +28,7 @@ EXIT_OK, EXIT_POLICY_FAILED, EXIT_USAGE, EXIT_CANNOT_RUN = 0, 1, 2, 3
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 too; keep one clear line
+    def error(self, message: str) -> NoReturn:  # argparse exits 2 too; keep one clear line
         self.print_usage(sys.stderr)
         print(f"dcsaudit: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)

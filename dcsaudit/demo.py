@@ -126,7 +126,7 @@ class DemoProduct:
             except Exception:  # the demo product keeps serving if its audit trail fails, as real ones do
                 self._originator = None
 
-    def _handlers(self) -> list[tuple[Any, Callable[..., Any]]]:
+    def _handlers(self) -> list[Any]:
         from pynetdicom import evt
 
         def on_user_id(event: Any) -> tuple[bool, bytes | None]:
@@ -163,7 +163,8 @@ class DemoProduct:
         ae = AE(ae_title=DEMO_AE)
         ae.add_supported_context(Verification)
         for cx in AllStoragePresentationContexts[:20]:
-            ae.add_supported_context(cx.abstract_syntax)
+            if cx.abstract_syntax is not None:
+                ae.add_supported_context(cx.abstract_syntax)
         ae.maximum_associations = 8
         ae.network_timeout = 5
         ae.acse_timeout = 5

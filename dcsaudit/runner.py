@@ -78,7 +78,7 @@ async def _tls_stage(ctx: AuditContext, endpoints: list[Endpoint]) -> list[Endpo
 
 async def _dicom_stage(ctx: AuditContext, endpoints: list[Endpoint]) -> list[ApplicationEntity]:
     audit_aes = _optional("dcsaudit.probes.dicom_assoc", "audit_application_entities")
-    wanted = ctx.config.application_entities or [e for e in endpoints if e.service in ("dicom", "dicom-tls")]
+    wanted = bool(ctx.config.application_entities) or any(e.service in ("dicom", "dicom-tls") for e in endpoints)
     if not wanted or not ctx.config.scan.dicom_audit:
         return []
     if audit_aes is None:

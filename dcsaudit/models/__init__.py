@@ -12,8 +12,8 @@ from dcsaudit.models.core import (
     Provenance,
     Reason,
 )
-from dcsaudit.models.endpoint import Endpoint
 from dcsaudit.models.dicom import ApplicationEntity, Initiator, UserIdentityResult
+from dcsaudit.models.endpoint import Endpoint
 from dcsaudit.models.report import Report, RunInfo
 from dcsaudit.models.tls import ProfileVerdict, TlsResult
 

@@ -8,8 +8,8 @@ from pydantic import Field
 
 from dcsaudit.models.audit import AuditTrail
 from dcsaudit.models.core import Annex, Evidence, Finding, Model
-from dcsaudit.models.endpoint import Endpoint
 from dcsaudit.models.dicom import ApplicationEntity, Initiator
+from dcsaudit.models.endpoint import Endpoint
 
 SCHEMA_VERSION = "1.0"
 

@@ -146,7 +146,7 @@ async def inventory_host(ctx: AuditContext, host: Host) -> list[Endpoint]:
         ev = ctx.evidence.add(f"ports.{used if proto == 'tcp' else 'nmap'}", f"{address}:{port}/{proto}",
                               True, f"{proto.upper()} {port} {state} ({reason})",
                               data={"state": state, "reason": reason, "scanner": used if proto == "tcp" else "nmap"})
-        endpoints.append(Endpoint(host=address, port=port, protocol=proto,  # type: ignore[arg-type]
+        endpoints.append(Endpoint(host=address, port=port, protocol=proto,
                                   state=state, evidence=[ev.id]))
 
     # UDP services answer only to their own protocol: NTP can be confirmed, syslog cannot.
