@@ -23,7 +23,8 @@ def msg(event_id: str, at_s: float, outcome: str = "0", types: list[str] | None 
 
 def test_rejected_identity_matched_and_missing() -> None:
     # Given two rejected user identities and one C-FIND, but only one User Authentication failure message
-    evidence = [ev(1, "dicom.user_identity", 0.0, accepted=False), ev(2, "dicom.user_identity", 10.0, accepted=False),
+    evidence = [ev(1, "dicom.assoc", 0.0, purpose="user_identity_2_invalid", outcome="rejected"),
+                ev(2, "dicom.assoc", 10.0, purpose="user_identity_1_invalid", outcome="rejected"),
                 ev(3, "dicom.find", 20.0), ev(4, "identify.dicom", 0.0)]
     trail = AuditTrail(messages=[msg("110114", 0.5, outcome="4", types=["110122"]), msg("110112", 20.3)])
     # When correlated with a 5 s window
@@ -38,9 +39,25 @@ def test_rejected_identity_matched_and_missing() -> None:
     assert "ev-0004" not in by  # identification is not a trigger
 
 
+def test_association_probe_shapes_map_to_triggers() -> None:
+    # Given the DICOM association probe's records (probe "dicom.assoc", data.purpose / data.outcome)
+    evidence = [ev(1, "dicom.assoc", 0.0, purpose="baseline", outcome="accepted"),
+                ev(2, "dicom.assoc", 5.0, purpose="any_called_ae", outcome="rejected"),
+                ev(3, "dicom.assoc", 9.0, purpose="user_identity_2_valid", outcome="accepted")]
+    trail = AuditTrail(messages=[msg("110113", 5.1, outcome="4", types=["110126"]),
+                                 msg("110114", 9.2, types=["110122"])])
+    # When correlated
+    out = correlate(evidence, trail, 2.0)
+    # Then each maps to its trigger; only the optional echo has no message
+    got = {c.action_evidence: (c.trigger, c.matched_events) for c in out.correlations}
+    assert got == {"ev-0001": ("echo", []), "ev-0002": ("association_rejected", ["110113"]),
+                   "ev-0003": ("user_identity_accepted", ["110114"])}
+    assert [(m.trigger, m.level) for m in out.missing_events] == [("echo", "optional")]
+
+
 def test_message_outside_window_or_wrong_outcome_does_not_match() -> None:
     # Given a rejected identity, a success Login (wrong outcome) in the window, a failure after the window
-    evidence = [ev(1, "dicom.user_identity", 0.0, outcome="rejected")]
+    evidence = [ev(1, "dicom.assoc", 0.0, purpose="user_identity_2_invalid", outcome="rejected")]
     trail = AuditTrail(messages=[msg("110114", 1.0, outcome="0"), msg("110114", 30.0, outcome="4")])
     # When correlated
     out = correlate(evidence, trail, 5.0)
@@ -50,7 +67,7 @@ def test_message_outside_window_or_wrong_outcome_does_not_match() -> None:
 
 def test_tls_bad_client_cert_expects_node_authentication_alert() -> None:
     # Given a TLS probe whose bad client certificate was rejected, and a Security Alert 110126
-    evidence = [ev(1, "tls.client_cert_untrusted", 0.0, ok=True, rejected=True)]
+    evidence = [ev(1, "tls.audit.client_auth", 0.0, ok=True, completed=False)]
     trail = AuditTrail(messages=[msg("110113", 0.2, outcome="4", types=["110126"])])
     out = correlate(evidence, trail, 2.0)
     assert out.correlations[0].matched_events == ["110113"] and not out.missing_events

@@ -52,6 +52,12 @@ def _alt_matches(data: dict[str, Any], alt: dict[str, Any]) -> bool:
 
 
 def _eq(have: Any, want: Any) -> bool:
+    if isinstance(want, dict):  # {prefix: "..."} or {contains: "..."} on a string value
+        if not isinstance(have, str):
+            return False
+        if "prefix" in want and not have.startswith(str(want["prefix"])):
+            return False
+        return not ("contains" in want and str(want["contains"]) not in have)
     if isinstance(want, bool) or isinstance(have, bool):
         return have is want
     if isinstance(have, str) and isinstance(want, str):
