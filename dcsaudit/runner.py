@@ -166,8 +166,11 @@ async def run_audit(
 
     ctx.progress(f"identifying {sum(1 for e in endpoints if e.state == 'open')} open endpoint(s)")
     endpoints = await identify_all(ctx, endpoints)
-    endpoints = await _tls_stage(ctx, endpoints)
+    # Associations before the TLS audit: each of its full handshakes can hold one of the product's
+    # association slots until the product's ARTIM timer fires (pynetdicom does), and the association
+    # audit would then see (2, 3, 2) local-limit-exceeded rejects caused by the scan itself.
     aes = await _dicom_stage(ctx, endpoints)
+    endpoints = await _tls_stage(ctx, endpoints)
     await _collector_probe_stage(ctx, endpoints)
     trail = await collector.stop()
     if extra_trail is not None:

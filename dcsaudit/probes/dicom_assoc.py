@@ -26,6 +26,7 @@ import secrets
 import ssl
 import string
 import time
+from collections.abc import Callable
 
 from dcsaudit.config import ApplicationEntityConfig, ConfigError
 from dcsaudit.context import AuditContext
@@ -87,7 +88,47 @@ def _title_verdict(baseline: AssociationAttempt, probe: AssociationAttempt, reas
     return None
 
 
-async def _audit_ae(ctx: AuditContext, ae_title: str, host: str, port: int, tls: bool, configured: bool) -> ApplicationEntity:
+class _HostGate:
+    """Keeps a host's intrusive measurements apart from every other probe of that host.
+
+    Products share one association limit across their AEs and ports: holding associations open (max
+    associations) or idle (timers) while another AE of the same host is being audited would starve it
+    and record a false (2, 3, 2) "local-limit-exceeded" reject. So each AE's intrusive step waits until
+    every AE of the host has finished its ordinary probes, and then runs alone.
+    """
+
+    def __init__(self, aes: int) -> None:
+        self.pending = aes
+        self.ordinary_done = asyncio.Event()
+        self.intrusive = asyncio.Lock()
+        if aes <= 0:
+            self.ordinary_done.set()
+
+    def arrive(self) -> None:
+        self.pending -= 1
+        if self.pending <= 0:
+            self.ordinary_done.set()
+
+
+async def _audit_ae(ctx: AuditContext, ae_title: str, host: str, port: int, tls: bool, configured: bool,
+                    gate: _HostGate | None = None) -> ApplicationEntity:
+    gate = gate or _HostGate(1)
+    arrived = False
+
+    def arrive() -> None:
+        nonlocal arrived
+        if not arrived:
+            arrived = True
+            gate.arrive()
+
+    try:
+        return await _audit_ae_phases(ctx, ae_title, host, port, tls, configured, gate, arrive)
+    finally:
+        arrive()
+
+
+async def _audit_ae_phases(ctx: AuditContext, ae_title: str, host: str, port: int, tls: bool, configured: bool,
+                           gate: _HostGate, arrive: Callable[[], None]) -> ApplicationEntity:
     start = time.perf_counter()
     cfg = ctx.config.scan
     calling = cfg.calling_ae_title
@@ -168,16 +209,21 @@ async def _audit_ae(ctx: AuditContext, ae_title: str, host: str, port: int, tls:
                 target, spec(f"user_identity_{v.identity_type}_valid", uid=v.rq))
         uid_result = user_identity.classify(baseline, invalid, valid_attempts, notes)
 
-    # 5. Intrusive measurements.
+    # 5. Intrusive measurements, alone on the host (see _HostGate).
     # Max associations first: the timer probes occupy association slots of the acceptor while they wait.
+    arrive()
     max_assoc = reached = None
     max_reject = None
-    if ctx.config.scan.intrusive.max_associations and reference.outcome == "accepted":
-        max_assoc, reached, max_reject = await dicom_params.measure_max_associations(
-            target, spec("max_associations", uid=auth), ctx.config.scan.intrusive.max_associations_cap)
     timers = {}
-    if ctx.config.scan.intrusive.measure_timeouts:
-        timers = await dicom_params.measure_timers(target, ae_title, cfg.dicom.timer_cap_seconds)
+    intrusive = ctx.config.scan.intrusive
+    if intrusive.max_associations or intrusive.measure_timeouts:
+        await gate.ordinary_done.wait()
+        async with gate.intrusive:
+            if intrusive.max_associations and reference.outcome == "accepted":
+                max_assoc, reached, max_reject = await dicom_params.measure_max_associations(
+                    target, spec("max_associations", uid=auth), intrusive.max_associations_cap)
+            if intrusive.measure_timeouts:
+                timers = await dicom_params.measure_timers(target, ae_title, cfg.dicom.timer_cap_seconds)
 
     contexts: list[PresentationContextResult] = reference.contexts if reference.outcome == "accepted" else []
     unauth_qr = [c.name for c in baseline.contexts if baseline.outcome == "accepted" and c.accepted
@@ -213,14 +259,21 @@ async def _audit_ae(ctx: AuditContext, ae_title: str, host: str, port: int, tls:
     )
 
 
-async def _guarded(ctx: AuditContext, ae_title: str, host: str, port: int, tls: bool, configured: bool) -> ApplicationEntity:
-    """The per-AE audit bounded by ``timeouts.endpoint``; a bug or overrun becomes an error result."""
-    bound = ctx.config.scan.timeouts.endpoint
-    if ctx.config.scan.intrusive.measure_timeouts:
-        bound += ctx.config.scan.dicom.timer_cap_seconds
+async def _guarded(ctx: AuditContext, ae_title: str, host: str, port: int, tls: bool, configured: bool,
+                   gate: _HostGate | None = None) -> ApplicationEntity:
+    """The per-AE audit bounded by ``timeouts.endpoint``; a bug or overrun becomes an error result.
+
+    With intrusive steps an AE may wait for the other AEs of its host, so its bound grows with them.
+    """
+    endpoint = ctx.config.scan.timeouts.endpoint
+    bound = endpoint
+    intrusive = ctx.config.scan.intrusive
+    if intrusive.max_associations or intrusive.measure_timeouts:
+        per_ae = endpoint + (ctx.config.scan.dicom.timer_cap_seconds if intrusive.measure_timeouts else 0)
+        bound = per_ae * max(1, gate.pending if gate else 1)
     label = f"{host}:{port}/{'dicom-tls' if tls else 'dicom'}"
     try:
-        return await asyncio.wait_for(_audit_ae(ctx, ae_title, host, port, tls, configured), bound)
+        return await asyncio.wait_for(_audit_ae(ctx, ae_title, host, port, tls, configured, gate), bound)
     except TimeoutError:
         ev = ctx.evidence.add("dicom.assoc", label, ok=False, reason=Reason.TIMEOUT,
                               summary=f"AE {ae_title}: audit did not finish within {bound} s")
@@ -266,4 +319,5 @@ async def audit_application_entities(ctx: AuditContext, endpoints: list[Endpoint
         ctx.evidence.add("dicom.assoc", "*", ok=False, reason=Reason.INTERNAL_ERROR,
                          summary=f"cannot list DICOM targets: {type(exc).__name__}")
         return []
-    return list(await asyncio.gather(*(_guarded(ctx, *t) for t in targets)))
+    gates = {host: _HostGate(sum(1 for t in targets if t[1] == host)) for host in {t[1] for t in targets}}
+    return list(await asyncio.gather(*(_guarded(ctx, *t, gates[t[1]]) for t in targets)))
