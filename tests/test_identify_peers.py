@@ -163,4 +163,4 @@ def test_tls_requiring_client_cert_without_credentials(pki: TestPKI, client_cert
         ep, _, ctx = identify(port)
     # Then the port is TLS, and the evidence says a client certificate is required
     assert ep.service == "tls"
-    assert any(e.reason == "client_certificate_required" for e in ctx.evidence.items())
+    assert any(e.reason == "client_certificate_required" for e in ctx.evidence.items()), [(e.probe, e.reason, e.summary) for e in ctx.evidence.items()]

@@ -140,6 +140,15 @@ async def _close(writer: asyncio.StreamWriter) -> None:
         pass
 
 
+# How long to listen for a post-handshake alert (TLS 1.3 client-certificate refusal) on loopback-to-LAN.
+EARLY_ALERT_WAIT = 0.25
+# Handshake failures that still prove a TLS server (it answered with a TLS alert).
+_TLS_ALERT_MARKERS = ("ALERT", "NO_PROTOCOLS_AVAILABLE", "UNSUPPORTED_PROTOCOL", "NO_SHARED_CIPHER",
+                      "NO_CIPHERS_AVAILABLE", "VERSION_TOO_LOW")
+_CLIENT_CERT_MARKERS = ("CERTIFICATE_REQUIRED", "PEER_DID_NOT_RETURN_A_CERTIFICATE", "BAD_CERTIFICATE",
+                        "UNKNOWN_CA", "CERTIFICATE_UNKNOWN")
+
+
 def _failure(exc: BaseException, what: str) -> Answer:
     if isinstance(exc, TimeoutError):
         return Answer(False, "silent", Reason.TIMEOUT, f"{what}: no answer before the timeout")
@@ -148,6 +157,10 @@ def _failure(exc: BaseException, what: str) -> Answer:
     if isinstance(exc, ConnectionResetError | BrokenPipeError | asyncio.IncompleteReadError):
         return Answer(False, "closed", Reason.RESET, f"{what}: connection reset or closed by the peer")
     if isinstance(exc, ssl.SSLError):
+        if any(m in str(exc).upper() for m in _CLIENT_CERT_MARKERS):
+            # TLS 1.3: the server refuses a missing client certificate after the handshake completed.
+            return Answer(False, "client-cert", Reason.CLIENT_CERTIFICATE_REQUIRED,
+                          f"{what}: server requires a client certificate ({exc.reason})")
         return Answer(False, "tls-error", Reason.TLS_FAILURE, f"{what}: {exc.reason or exc}")
     return Answer(False, "error", Reason.PROTOCOL_ERROR, f"{what}: {type(exc).__name__}: {exc}")
 
@@ -201,13 +214,6 @@ async def probe_plain(ctx: AuditContext, host: str, port: int) -> Answer:
     return ans
 
 
-# Handshake failures that still prove a TLS server (it answered with a TLS alert).
-_TLS_ALERT_MARKERS = ("ALERT", "NO_PROTOCOLS_AVAILABLE", "UNSUPPORTED_PROTOCOL", "NO_SHARED_CIPHER",
-                      "NO_CIPHERS_AVAILABLE", "VERSION_TOO_LOW")
-_CLIENT_CERT_MARKERS = ("CERTIFICATE_REQUIRED", "PEER_DID_NOT_RETURN_A_CERTIFICATE", "BAD_CERTIFICATE",
-                        "UNKNOWN_CA", "CERTIFICATE_UNKNOWN")
-
-
 async def probe_tls(ctx: AuditContext, host: str, port: int, sslctx: ssl.SSLContext) -> tuple[Answer, Answer | None]:
     """TLS handshake, then an A-ASSOCIATE-RQ inside it. Returns (handshake, inner answer)."""
     t = ctx.config.scan.timeouts
@@ -221,19 +227,32 @@ async def probe_tls(ctx: AuditContext, host: str, port: int, sslctx: ssl.SSLCont
                 t.connect + t.tls_handshake)
             try:
                 sslobj = writer.get_extra_info("ssl_object")
-                hs = Answer(True, "tls", summary=f"TLS handshake completed ({sslobj.version()}, {sslobj.cipher()[0]})",
-                            data={"version": sslobj.version(), "cipher": sslobj.cipher()[0]})
+                # cipher() still answers when a post-handshake alert already closed the session
+                # (version() is then None).
+                suite, version, _bits = sslobj.cipher() or ("?", None, 0)
+                version = sslobj.version() or version
+                hs = Answer(True, "tls", summary=f"TLS handshake completed ({version}, {suite})",
+                            data={"version": version, "cipher": suite})
                 hs.ms = (time.perf_counter() - start) * 1000
                 try:
+                    if version == "TLSv1.3":
+                        # A TLS 1.3 server refuses a missing client certificate only after our Finished.
+                        # Listen briefly before sending: once we have sent data, its close may come as
+                        # a reset that destroys the alert before we read it.
+                        try:
+                            early = await asyncio.wait_for(reader.read(64), EARLY_ALERT_WAIT)
+                        except TimeoutError:
+                            early = None
+                        if early is not None:
+                            return hs, Answer(False, "closed" if not early else "banner",
+                                              None if early else Reason.RESET,
+                                              "server closed right after the handshake" if not early
+                                              else "server spoke first inside TLS (not DICOM)",
+                                              {"bytes": early[:16].hex()})
                     inner = await _speak_dicom(reader, writer, _called_ae(ctx, host, port),
                                                ctx.config.scan.calling_ae_title, t.read)
                 except Exception as exc:
                     inner = _failure(exc, "A-ASSOCIATE-RQ inside TLS")
-                    msg = str(exc).upper()
-                    if isinstance(exc, ssl.SSLError) and any(m in msg for m in _CLIENT_CERT_MARKERS):
-                        # TLS 1.3: the server rejects a missing client certificate after our Finished.
-                        inner = Answer(False, "client-cert", Reason.CLIENT_CERTIFICATE_REQUIRED,
-                                       f"server requires a client certificate ({exc.reason})")
             finally:
                 await _close(writer)
             return hs, inner
@@ -293,7 +312,7 @@ async def identify_endpoint(ctx: AuditContext, ep: Endpoint, sslctx: ssl.SSLCont
     # Many HTTP servers wait for a line end that a PDU never sends, so silence is worth a retry too.
     if hs.ok and inner is not None and inner.kind in ("garbage", "closed", "silent"):
         http = await probe_http(ctx, ep.host, ep.port, sslctx)
-        if http.kind == "http":
+        if http.kind in ("http", "client-cert"):
             inner = http
     elif not hs.ok and plain.kind in ("garbage", "closed", "silent"):
         http = await probe_http(ctx, ep.host, ep.port, None)
