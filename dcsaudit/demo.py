@@ -143,6 +143,12 @@ class DemoProduct:
         def on_store(event: Any) -> int:
             return 0x0000  # the demo keeps nothing
 
+        def on_find(event: Any) -> Any:
+            a = event.assoc
+            self._audit("query", "1.2.840.10008.5.1.4.1.2.2.1", f"{a.requestor.address}:{a.requestor.port}",
+                        a.requestor.ae_title)
+            yield 0x0000, None  # no matches
+
         def on_accepted(event: Any) -> None:
             a = event.assoc
             self._audit("association", f"{a.requestor.address}:{a.requestor.port}", a.requestor.ae_title,
@@ -154,17 +160,25 @@ class DemoProduct:
                         a.acceptor.ae_title, False)
 
         return [(evt.EVT_USER_ID, on_user_id), (evt.EVT_C_ECHO, on_echo), (evt.EVT_C_STORE, on_store),
+                (evt.EVT_C_FIND, on_find),
                 (evt.EVT_ACCEPTED, on_accepted), (evt.EVT_REJECTED, on_rejected)]
 
     def start(self) -> None:
-        from pynetdicom import AE, AllStoragePresentationContexts
-        from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+        from pynetdicom import AE
+        from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+            CTImageStorage,
+            MRImageStorage,
+            SecondaryCaptureImageStorage,
+            StudyRootQueryRetrieveInformationModelFind,
+            Verification,
+        )
 
         ae = AE(ae_title=DEMO_AE)
-        ae.add_supported_context(Verification)
-        for cx in AllStoragePresentationContexts[:20]:
-            if cx.abstract_syntax is not None:
-                ae.add_supported_context(cx.abstract_syntax)
+        # A small PACS: Verification, three Storage SOP classes and Study Root C-FIND (which answers
+        # no matches: the demo holds no patient data).
+        for sop in (Verification, CTImageStorage, MRImageStorage, SecondaryCaptureImageStorage,
+                    StudyRootQueryRetrieveInformationModelFind):
+            ae.add_supported_context(sop)
         ae.maximum_associations = 8
         ae.network_timeout = 5
         ae.acse_timeout = 5

@@ -17,18 +17,25 @@ from dcsaudit.models.core import Annex, AnnexSection, AnnexTable
 
 TableSource = Callable[[AuditData], list[tuple[str, AnnexTable]]]
 
-# The sections dcsaudit fills, in PS3.2 Annex N order, with their titles from PS3.2 2024d.
-SECTIONS: list[tuple[str, str]] = [
-    ("N.6.1", "General Configuration Parameters"),
-    ("N.6.2", "Configuration of DIMSE Services"),
-    ("N.6.6", "Audit Trail Configuration"),
-    ("N.7.1.1", "General Association Parameters"),
-    ("N.8.3", "TCP Port Configuration"),
-    ("N.8.4.1", "Secure Use and User Identity Profiles"),
-    ("N.8.4.2", "Secure Transport Connection Profiles"),
-    ("N.8.5", "User Identity Negotiation"),
-    ("N.11.2.2", "Audit Trail Message Format Profile"),
-    ("N.11.2.5", "Secure Transport Connection Profiles: TLS details"),
+# The sections dcsaudit fills, in PS3.2 Annex N order, with their titles from PS3.2 2024d. Sections
+# marked optional appear only when a table was produced for them (N.6.2.x: one per observed service).
+SECTIONS: list[tuple[str, str, bool]] = [
+    ("N.6.1", "General Configuration Parameters", False),
+    ("N.6.2.1", "Basic Worklist Management Service Configuration", True),
+    ("N.6.2.2", "Modality Performed Procedure Step Service Configuration", True),
+    ("N.6.2.3", "Unified Worklist and Procedure Step Service Configuration", True),
+    ("N.6.2.4", "Instance Availability Notification Service Configuration", True),
+    ("N.6.2.5", "Storage Service Configuration", True),
+    ("N.6.2.6", "Storage Commitment Service Configuration", True),
+    ("N.6.2.7", "Query/Retrieve Service Configuration", True),
+    ("N.6.6", "Configuration of Audit Trail - Syslog", False),
+    ("N.7.1.1", "General Association Parameters", False),
+    ("N.8.3", "TCP Port Configuration", False),
+    ("N.8.4.1", "Secure Use and User Identity Profiles", False),
+    ("N.8.4.2", "Secure Transport Connection Profiles", False),
+    ("N.8.5", "User Identity Negotiation Support", False),
+    ("N.11.2.2", "Audit Trail Messages", False),
+    ("N.11.2.5", "Secure Transport Connection Details", False),
 ]
 
 # Area modules that provide tables(); an area not yet present is reported in its sections.
@@ -68,25 +75,27 @@ def _merge(tables: list[AnnexTable]) -> list[AnnexTable]:
 
 
 def build_annex(data: AuditData) -> Annex:
-    by_section: dict[str, list[AnnexTable]] = {sid: [] for sid, _ in SECTIONS}
-    problems: dict[str, list[str]] = {sid: [] for sid, _ in SECTIONS}
+    known = {sid: (title, optional) for sid, title, optional in SECTIONS}
+    by_section: dict[str, list[AnnexTable]] = {sid: [] for sid, _, _ in SECTIONS}
+    problems: list[str] = []
     for what, source in _sources():
         if source is None:
             continue
         try:
             produced = source(data)
         except Exception as exc:  # a broken table builder must not cost the whole annex
-            for sid in by_section:
-                problems[sid].append(f"the {what} tables could not be built ({type(exc).__name__}: {exc})")
+            problems.append(f"the {what} tables could not be built ({type(exc).__name__}: {exc})")
             continue
         for sid, table in produced:
             by_section.setdefault(sid, []).append(table)
     sections = []
-    titles = dict(SECTIONS)
-    for sid in by_section:
-        tables = _merge(by_section[sid])
-        text = list(dict.fromkeys(problems.get(sid, [])))
-        if not tables:
+    for sid, tables in by_section.items():
+        title, optional = known.get(sid, (sid, True))
+        merged = _merge(tables)
+        if optional and not merged:
+            continue
+        text = list(problems)
+        if not merged:
             text.append("Nothing was observed for this section in this audit; no content is invented.")
-        sections.append(AnnexSection(id=sid, title=titles.get(sid, sid), text=text, tables=tables))
+        sections.append(AnnexSection(id=sid, title=title, text=text, tables=merged))
     return Annex(sections=sections)
