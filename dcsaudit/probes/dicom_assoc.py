@@ -210,7 +210,10 @@ async def _audit_ae_phases(ctx: AuditContext, ae_title: str, host: str, port: in
         uid_result = user_identity.classify(baseline, invalid, valid_attempts, notes)
 
     # 5. Intrusive measurements, alone on the host (see _HostGate).
-    # Max associations first: the timer probes occupy association slots of the acceptor while they wait.
+    # Timers first: they last at least the acceptor's ARTIM, so by the time they end every connection
+    # that our inventory and identification left in the acceptor's ARTIM state (an nmap connect scan
+    # leaves one per port in pynetdicom) has expired and no longer takes one of the slots that the
+    # max-associations count must see. The timer connections themselves are closed when they end.
     arrive()
     max_assoc = reached = None
     max_reject = None
@@ -219,11 +222,11 @@ async def _audit_ae_phases(ctx: AuditContext, ae_title: str, host: str, port: in
     if intrusive.max_associations or intrusive.measure_timeouts:
         await gate.ordinary_done.wait()
         async with gate.intrusive:
+            if intrusive.measure_timeouts:
+                timers = await dicom_params.measure_timers(target, ae_title, cfg.dicom.timer_cap_seconds)
             if intrusive.max_associations and reference.outcome == "accepted":
                 max_assoc, reached, max_reject = await dicom_params.measure_max_associations(
                     target, spec("max_associations", uid=auth), intrusive.max_associations_cap)
-            if intrusive.measure_timeouts:
-                timers = await dicom_params.measure_timers(target, ae_title, cfg.dicom.timer_cap_seconds)
 
     contexts: list[PresentationContextResult] = reference.contexts if reference.outcome == "accepted" else []
     unauth_qr = [c.name for c in baseline.contexts if baseline.outcome == "accepted" and c.accepted
