@@ -19,7 +19,7 @@ from dcsaudit.models.report import Report
 
 PROVENANCE_MARK = {
     "verified": "✔",
-    "declared": "ⓓ",
+    "declared": "D",
     "contradicted": "✘",
     "not_verifiable": "—",
     "not_observed": "∅",
