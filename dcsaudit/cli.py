@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,13 +76,17 @@ def progress_reporter(quiet: bool) -> Iterator[Callable[[str], None]]:
         yield lambda _msg: None
         return
     from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    console = Console(stderr=True)
-    start = time.monotonic()
-    with console.status("starting") as status:
+    console = Console(stderr=True, log_path=False)
+    columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("starting", total=None)
+
         def update(msg: str) -> None:
-            status.update(f"[bold]{msg}[/]  [dim]{time.monotonic() - start:5.1f} s[/]")
+            bar.update(task, description=msg)
             console.log(msg)
+
         yield update
 
 

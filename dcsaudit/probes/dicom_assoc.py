@@ -222,6 +222,8 @@ async def _audit_ae_phases(ctx: AuditContext, ae_title: str, host: str, port: in
     if intrusive.max_associations or intrusive.measure_timeouts:
         await gate.ordinary_done.wait()
         async with gate.intrusive:
+            ctx.progress(f"DICOM {label}: intrusive measurements (timers up to {cfg.dicom.timer_cap_seconds:.0f} s,"
+                         " max associations)")
             if intrusive.measure_timeouts:
                 timers = await dicom_params.measure_timers(target, ae_title, cfg.dicom.timer_cap_seconds)
             if intrusive.max_associations and reference.outcome == "accepted":
