@@ -140,6 +140,8 @@ async def _close(writer: asyncio.StreamWriter) -> None:
         pass
 
 
+# How long a plaintext PDU may go unanswered before an HTTP probe starts beside it.
+HTTP_STAGGER = 0.3
 # How long to listen for a post-handshake alert (TLS 1.3 client-certificate refusal) on loopback-to-LAN.
 EARLY_ALERT_WAIT = 0.25
 # Handshake failures that still prove a TLS server (it answered with a TLS alert).
@@ -305,17 +307,34 @@ async def identify_endpoint(ctx: AuditContext, ep: Endpoint, sslctx: ssl.SSLCont
     """Identify one open TCP endpoint; never raises."""
     if ep.protocol != "tcp" or ep.state != "open":
         return ep
-    (plain, (hs, inner)) = await asyncio.gather(
-        probe_plain(ctx, ep.host, ep.port), probe_tls(ctx, ep.host, ep.port, sslctx))
-    # A server that answered our PDU with something else (or hung up) may still be HTTP(S).
-    http: Answer | None = None
-    # Many HTTP servers wait for a line end that a PDU never sends, so silence is worth a retry too.
+    plain_task = asyncio.ensure_future(probe_plain(ctx, ep.host, ep.port))
+    tls_task = asyncio.ensure_future(probe_tls(ctx, ep.host, ep.port, sslctx))
+    # Many HTTP servers wait for a line end that a PDU never sends. DICOM acceptors answer at once, so
+    # when the plaintext probe is still silent after a moment, a HEAD request starts beside it
+    # (staggered like Happy Eyeballs) instead of after the whole read timeout.
+    http_task: asyncio.Future[Answer] | None = None
+    done, _ = await asyncio.wait({plain_task}, timeout=HTTP_STAGGER)
+    if not done:
+        http_task = asyncio.ensure_future(probe_http(ctx, ep.host, ep.port, None))
+        await asyncio.wait({plain_task, http_task}, return_when=asyncio.FIRST_COMPLETED)
+        if http_task.done() and not plain_task.done() and http_task.result().kind == "http":
+            plain_task.cancel()  # an HTTP server: no need to wait out the PDU's read timeout
+    try:
+        plain = await plain_task
+    except asyncio.CancelledError:
+        if http_task is None or not http_task.done():
+            raise  # we are being cancelled ourselves
+        plain = Answer(False, "silent", Reason.TIMEOUT, "plaintext A-ASSOCIATE-RQ: no answer (HTTP answered instead)")
+    hs, inner = await tls_task
+    http = await http_task if http_task is not None else None
     if hs.ok and inner is not None and inner.kind in ("garbage", "closed", "silent"):
-        http = await probe_http(ctx, ep.host, ep.port, sslctx)
-        if http.kind in ("http", "client-cert"):
-            inner = http
+        https = await probe_http(ctx, ep.host, ep.port, sslctx)
+        if https.kind in ("http", "client-cert"):
+            inner = https
+        http = https
     elif not hs.ok and plain.kind in ("garbage", "closed", "silent"):
-        http = await probe_http(ctx, ep.host, ep.port, None)
+        if http is None:  # the PDU got a non-HTTP answer quickly: still worth one HEAD
+            http = await probe_http(ctx, ep.host, ep.port, None)
         if http.kind == "http":
             plain = http
     ids = list(ep.evidence)
