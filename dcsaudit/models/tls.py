@@ -100,6 +100,7 @@ class TlsResult(Model):
     vulnerabilities: Vulnerabilities = Field(default_factory=Vulnerabilities)
     retired_profiles: list[str] = Field(default_factory=list, description="retired PS3.15 profiles recognised")
     handshakes: int = Field(default=0, description="connections the audit opened")
+    warnings: list[str] = Field(default_factory=list, description="why a list may be incomplete (timeouts)")
     duration_ms: float = 0.0
 
     def accepted_versions(self) -> list[str]:

@@ -101,7 +101,8 @@ def rsyslog_gtls(pki: TestPKI, *, auth_mode: str = "anon") -> Iterator[int]:
 global(workDirectory="{d}" DefaultNetstreamDriver="gtls"
        DefaultNetstreamDriverCAFile="{pki.ca_file}" DefaultNetstreamDriverCertFile="{pki.server_cert}"
        DefaultNetstreamDriverKeyFile="{pki.server_key}")
-module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="{auth_mode}")
+module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="{auth_mode}"
+       MaxSessions="5000")
 input(type="imtcp" port="{port}" address="{LOOPBACK}")
 *.* action(type="omfile" file="{d}/messages.log")
 """, encoding="utf-8")

@@ -10,7 +10,8 @@ Plan, chosen for speed (see docs/benchmarks-tls.md):
 3. Only if a TLS 1.2-only server asks for a certificate: one OpenSSL handshake without one (blocking,
    in the worker pool) tells required from optional; with configured credentials, one more proves that
    mutual TLS works.
-4. Optionally, sslyze's Heartbleed / CCS injection / ROBOT / renegotiation tests (``vulns``).
+4. sslyze's Heartbleed / CCS injection / renegotiation tests (``vulns``; ROBOT opt-in), after the
+   enumeration so that its connections do not compete with ours for the server's threads.
 
 Raw hellos never need a client certificate: the server shows its ServerHello (and, in TLS 1.2, its
 whole first flight) before it sees ours, so endpoints that require mutual TLS are enumerated fully
@@ -42,8 +43,9 @@ class TlsAuditOptions:
     """Knobs for the expensive parts. ROBOT costs seconds per endpoint; it is off unless asked for."""
 
     sslv2_sslv3: bool = True
-    vulnerabilities: bool = True  # sslyze Heartbleed / CCS / renegotiation, concurrently with enumeration
+    vulnerabilities: bool = True  # sslyze Heartbleed / CCS / renegotiation, after the enumeration
     robot: bool = False
+    connections_per_endpoint: int = 4
 
 
 _REASONS: dict[str, Reason] = {
@@ -139,9 +141,21 @@ async def _audit(ctx: AuditContext, endpoint: Endpoint, opts: TlsAuditOptions, t
     to = ctx.config.scan.timeouts
     t = Timeouts(connect=to.connect, read=min(to.read, to.tls_handshake))
 
+    # Per-endpoint bound on top of the per-host one: DICOM servers often have small thread pools
+    # (Orthanc: DicomThreadsCount 4), and queued handshakes would time out and look like refusals.
+    endpoint_slots = asyncio.Semaphore(opts.connections_per_endpoint)
+    timeouts: list[int] = []
+
     async def probe(hello: bytes, **kw: Any) -> Outcome:
-        async with ctx.limiter.slot(host):
-            return await exchange(host, port, hello, t, full_flight=kw.pop("full_flight", False), **kw)
+        full = kw.pop("full_flight", False)
+        for _attempt in range(2):  # a timeout mid-enumeration is retried once, never read as "refused"
+            async with endpoint_slots, ctx.limiter.slot(host):
+                out = await exchange(host, port, hello, t, full_flight=full, **kw)
+            if out.kind != "timeout":
+                break
+        else:
+            timeouts.append(1)
+        return out
 
     sni = None if _is_ip(host) else host
     en = Enumerator(probe, sni)
@@ -154,13 +168,6 @@ async def _audit(ctx: AuditContext, endpoint: Endpoint, opts: TlsAuditOptions, t
                               duration_ms=(time.perf_counter() - start) * 1000)
         return TlsResult(error=msg, evidence=[ev.id], handshakes=1, protocols={v: [] for v in TLS_VERSIONS},
                          duration_ms=round((time.perf_counter() - start) * 1000, 1))
-    vuln_task: asyncio.Task[Any] | None = None
-    if opts.vulnerabilities:
-        from dcsaudit.probes.tls.vulns import run_sslyze
-
-        # Runs in a worker thread while the raw enumeration goes on: its cost overlaps ours.
-        vuln_task = asyncio.ensure_future(ctx.limiter.run_blocking(
-            host, run_sslyze, host, port, opts.robot, to.tls_handshake))
     versions = ["TLSv1.3", "TLSv1.2", "TLSv1.1", "TLSv1.0"] + (["SSLv3"] if opts.sslv2_sslv3 else [])
     jobs: list[Any] = [en.version(v) for v in versions]
     if opts.sslv2_sslv3:
@@ -169,8 +176,6 @@ async def _audit(ctx: AuditContext, endpoint: Endpoint, opts: TlsAuditOptions, t
     f = en.f
     accepted = [v for v in TLS_VERSIONS if v in f.versions and f.versions[v].accepted]
     if not accepted:
-        if vuln_task is not None:
-            await asyncio.gather(vuln_task, return_exceptions=True)
         msg, reason = _describe_failure(f.first_failure or _first_evidence(f))
         ev = ctx.evidence.add(PROBE, target, False, msg, reason=reason,
                               data={"handshakes": f.probes}, duration_ms=(time.perf_counter() - start) * 1000)
@@ -234,8 +239,12 @@ async def _audit(ctx: AuditContext, endpoint: Endpoint, opts: TlsAuditOptions, t
         fallback_scsv=f.fallback_scsv, prefers_tls13=f.prefers_tls13,
     )
     vulns = Vulnerabilities(notes=["sslyze vulnerability tests not run (TlsAuditOptions.vulnerabilities off)"])
-    if vuln_task is not None:
-        vulns, reneg = await vuln_task
+    if opts.vulnerabilities:
+        from dcsaudit.probes.tls.vulns import run_sslyze
+
+        # After the enumeration, not alongside it: sslyze's connections would compete with ours for
+        # the server's worker threads and make our handshakes time out.
+        vulns, reneg = await ctx.limiter.run_blocking(host, run_sslyze, host, port, opts.robot, to.tls_handshake)
         features = features.model_copy(update={"client_renegotiation": reneg})
     result = TlsResult(
         protocols=protocols, preference=pref, client_certificate=client_cert, groups=groups,
@@ -258,8 +267,9 @@ async def _audit(ctx: AuditContext, endpoint: Endpoint, opts: TlsAuditOptions, t
         "certificate_sha256": cert_info.sha256 if cert_info else None,
         "first_alerts": _alerts(f),
     })
+    warnings = [f"{len(timeouts)} handshake(s) timed out twice; the lists may be incomplete"] if timeouts else []
     return result.model_copy(update={
-        "profiles": verdicts, "retired_profiles": retired, "evidence": [main_ev.id, *evidence],
+        "warnings": warnings, "profiles": verdicts, "retired_profiles": retired, "evidence": [main_ev.id, *evidence],
         "duration_ms": round(elapsed, 1),
     })
 

@@ -35,7 +35,7 @@ def run_sslyze(host: str, port: int, robot: bool, timeout: float) -> tuple[Vulne
             server_location=ServerNetworkLocation(hostname=host, port=port, ip_address=host),
             scan_commands=commands,
             network_configuration=ServerNetworkConfiguration(tls_server_name_indication=host,
-                                                             network_timeout=max(1, int(timeout))),
+                                                             network_timeout=max(1, min(2, int(timeout)))),
         )
         scanner = Scanner(per_server_concurrent_connections_limit=4, concurrent_server_scans_limit=1)
         scanner.queue_scans([req])

@@ -1,0 +1,194 @@
+"""Benchmark: full TLS audit of 20 loopback endpoints vs the sslyze CLI (same endpoints) and testssl.sh (subset).
+
+Run: ``.venv/bin/python -m benchmarks.tls_bench [--runs 3] [--testssl 3]`` from the repo root. Not a
+timed test: it prints medians and rewrites docs/benchmarks-tls.md. Traffic goes to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from dcsaudit.config import parse_config
+from dcsaudit.context import AuditContext
+from dcsaudit.models.endpoint import Endpoint
+from dcsaudit.models.tls import TlsResult
+from dcsaudit.probes.tls import TlsAuditOptions, audit_tls
+from tests.peers.tls_peers import RsaPKI, openssl_server, orthanc_tls, rsyslog_gtls, storescp_tls
+
+ROOT = Path(__file__).resolve().parents[1]
+SSLYZE_COMMANDS = ["--sslv2", "--sslv3", "--tlsv1", "--tlsv1_1", "--tlsv1_2", "--tlsv1_3", "--certinfo",
+                   "--elliptic_curves", "--heartbleed", "--openssl_ccs", "--reneg", "--compression",
+                   "--fallback", "--ems"]
+
+
+def start_peers(stack: ExitStack, pki: RsaPKI) -> list[tuple[str, int]]:
+    peers: list[tuple[str, int]] = []
+    openssl_variants: list[tuple[str, dict[str, object]]] = [
+        ("openssl modern", {}),
+        ("openssl serverpref", {"ciphers": "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256", "serverpref": True}),
+        ("openssl client order", {"ciphers": "ECDHE-RSA-AES128-GCM-SHA256:AES256-SHA:DHE-RSA-AES128-SHA256"}),
+        ("openssl tls1.2 only", {"versions": ("-no_tls1_3",)}),
+        ("openssl tls1.3 only", {"versions": ("-tls1_3",)}),
+        ("openssl client cert required", {"client_auth": "required"}),
+        ("openssl client cert optional", {"client_auth": "optional"}),
+        ("openssl tls1.2 cert required", {"client_auth": "required", "versions": ("-no_tls1_3",)}),
+        ("openssl legacy", {"ciphers": "ALL:@SECLEVEL=0", "versions": ("-tls1",)}),
+        ("openssl chacha first", {"ciphers": "ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-SHA256",
+                                  "serverpref": True}),
+    ]
+    for name, kw in openssl_variants:
+        peers.append((name, stack.enter_context(openssl_server(pki, **kw))))  # type: ignore[arg-type]
+    for prof in ("+py", "+px", "+pz", "+pa", "+pn"):
+        peers.append((f"storescp {prof}", stack.enter_context(storescp_tls(pki, prof))))
+    peers.append(("orthanc cert required", stack.enter_context(orthanc_tls(pki, remote_certificate_required=True))))
+    peers.append(("orthanc cert optional", stack.enter_context(orthanc_tls(pki, remote_certificate_required=False))))
+    peers.append(("orthanc cert required #2", stack.enter_context(orthanc_tls(pki, remote_certificate_required=True))))
+    peers.append(("rsyslog gtls", stack.enter_context(rsyslog_gtls(pki))))
+    peers.append(("rsyslog gtls #2", stack.enter_context(rsyslog_gtls(pki))))
+    return peers
+
+
+async def audit_all(ports: list[int], ca: Path, opts: TlsAuditOptions) -> tuple[float, list[TlsResult]]:
+    # All peers share 127.0.0.1, so the default per-host bound (8 connections) applies to all 20
+    # endpoints together: a conservative setting (20 real hosts would get 8 each).
+    cfg = parse_config({"deployment": "bench", "hosts": [{"address": "127.0.0.1"}],
+                        "credentials": {"ca_file": str(ca)}})
+    ctx = AuditContext.create(cfg)
+    eps = [Endpoint(host="127.0.0.1", port=p, protocol="tcp", state="open", service="tls") for p in ports]
+    t = time.perf_counter()
+    results = await asyncio.gather(*(audit_tls(ctx, e, opts) for e in eps))
+    return time.perf_counter() - t, list(results)
+
+
+def timed(cmd: list[str], timeout: float) -> float:
+    """Wall time of a command; a run cut at ``timeout`` counts as ``inf`` (reported as such)."""
+    t = time.perf_counter()
+    try:
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return float("inf")
+    return time.perf_counter() - t
+
+
+def _fmt(v: float, limit: float) -> str:
+    return f"> {limit:.0f} s (cut)" if v == float("inf") else f"{v:.2f} s"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--testssl", type=int, default=2, help="endpoints for testssl.sh (it takes ~1 min each)")
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--sslyze-timeout", type=float, default=240)
+    args = ap.parse_args()
+    sslyze = str(ROOT / ".venv" / "bin" / "sslyze")
+    pki = RsaPKI(Path(tempfile.mkdtemp(prefix="tlsbench-")))
+    lines: list[str] = []
+    with ExitStack() as stack:
+        peers = start_peers(stack, pki)
+        ports = [p for _n, p in peers]
+        targets = [f"127.0.0.1:{p}" for p in ports]
+        fig: dict[str, list[float]] = {k: [] for k in ("ours", "ours_novuln", "sslyze20", "ours1", "sslyze1",
+                                                        "ours_orthanc", "sslyze_orthanc")}
+        results: list[TlsResult] = []
+        orthanc_port = dict(peers)["orthanc cert optional"]
+        for _ in range(args.runs):
+            dt, results = asyncio.run(audit_all(ports, pki.ca_file, TlsAuditOptions()))
+            fig["ours"].append(dt)
+            fig["ours_novuln"].append(asyncio.run(audit_all(ports, pki.ca_file, TlsAuditOptions(vulnerabilities=False)))[0])
+            fig["ours1"].append(asyncio.run(audit_all([ports[0]], pki.ca_file, TlsAuditOptions()))[0])
+            fig["sslyze1"].append(timed([sslyze, *SSLYZE_COMMANDS, "--quiet", targets[0]], 60))
+            fig["ours_orthanc"].append(asyncio.run(audit_all([orthanc_port], pki.ca_file, TlsAuditOptions()))[0])
+            fig["sslyze_orthanc"].append(timed([sslyze, *SSLYZE_COMMANDS, "--quiet", f"127.0.0.1:{orthanc_port}"], 60))
+            print({k: round(v[-1], 2) for k, v in fig.items() if v}, file=sys.stderr, flush=True)
+        print("sslyze on the 20 endpoints (once)", file=sys.stderr, flush=True)
+        fig["sslyze20"].append(timed([sslyze, *SSLYZE_COMMANDS, "--quiet", *targets], args.sslyze_timeout))
+        med = {k: statistics.median(v) for k, v in fig.items() if v}
+        hs = sum(r.handshakes for r in results)
+        errors = [(n, r.error) for (n, _p), r in zip(peers, results, strict=True) if r.error]
+        testssl_times: list[tuple[str, float]] = []
+        exe = shutil.which("testssl") or shutil.which("testssl.sh")
+        if exe and args.testssl:
+            for name, port in peers[: args.testssl]:
+                print(f"testssl {name}", file=sys.stderr, flush=True)
+                testssl_times.append((name, timed([exe, "--quiet", "--warnings", "off", "--color", "0", "-p", "-e", "-f",
+                                                   "-S", "-H", "-I", f"127.0.0.1:{port}"], 600)))
+    lines.append("# TLS audit benchmark (benchmarks/tls_bench.py)\n")
+    lines.append(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+                 f"loopback only. Medians of {args.runs} runs. Generated {time.strftime('%Y-%m-%d %H:%M')}.\n")
+    lines.append("| Scenario | dcsaudit | sslyze CLI |")
+    lines.append("|---|---|---|")
+    lines.append(f"| 20 endpoints (10 openssl s_server, 5 storescp +tls, 3 Orthanc DICOM-TLS, 2 rsyslog gtls), full audit "
+                 f"| {med['ours']:.2f} s | {_fmt(med['sslyze20'], args.sslyze_timeout)} (one run) |")
+    lines.append(f"| same 20, dcsaudit without sslyze vulnerability plugins | {med['ours_novuln']:.2f} s | — |")
+    lines.append(f"| 1 modern openssl endpoint | {med['ours1']:.2f} s | {_fmt(med['sslyze1'], 60)} |")
+    lines.append(f"| 1 Orthanc DICOM-TLS port (optional client certificate) | {med['ours_orthanc']:.2f} s "
+                 f"| {_fmt(med['sslyze_orthanc'], 60)} |")
+    lines.append("")
+    lines.append(f"dcsaudit opened {hs} raw connections for the 20 endpoints (plus sslyze's own for Heartbleed, "
+                 f"CCS injection and renegotiation); errors: {errors or 'none'}; "
+                 f"incomplete: {[n for (n, _p), r in zip(peers, results, strict=True) if r.warnings] or 'none'}.")
+    lines.append(f"sslyze commands: `{' '.join(SSLYZE_COMMANDS)}` (sslyze does not measure suite order, "
+                 "TLS 1.3 groups via HRR, nor signature algorithms).")
+    if testssl_times:
+        lines.append("")
+        lines.append("testssl.sh (`-p -e -f -S -H -I`, one endpoint at a time):")
+        for name, dt in testssl_times:
+            lines.append(f"- {name}: {dt:.1f} s")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not args.no_write:
+        doc = ROOT / "docs" / "benchmarks-tls.md"
+        doc.parent.mkdir(exist_ok=True)
+        doc.write_text(DESIGN + "\n" + text, encoding="utf-8")
+    return 0
+
+
+DESIGN = """# TLS audit: design and benchmark
+
+## How the TLS audit works (dcsaudit/probes/tls)
+
+- **Raw ClientHello engine** (`wire.py`, `engine.py`): hand-built ClientHellos over asyncio, one connection
+  each, reading the ServerHello / HelloRetryRequest / alert / first flight with a deadline. No OpenSSL
+  on the client side, so it sees suites OpenSSL lacks (Camellia-GCM, export, SSLv2) and never needs a
+  client certificate: servers show their choice before they see ours, so endpoints that require
+  mutual TLS are enumerated fully with or without credentials.
+- **Enumeration by elimination** (`enumerate.py`): per version, offer every known suite (chunks of 96),
+  remove the pick, repeat until refused; the picks are the server order. Offering the accepted list
+  reversed tells server order from client order. Versions run in parallel.
+- **Groups**: TLS 1.2 one named curve per hello (ServerKeyExchange names it), DHE size from the
+  ServerKeyExchange prime; TLS 1.3 one group per hello with an empty key_share (HelloRetryRequest names
+  it). Ordered by elimination.
+- **Signature schemes**: TLS 1.2 one scheme per hello (ServerKeyExchange shows it); TLS 1.3 one per hello,
+  read from the *decrypted* CertificateVerify: `tls13.py` derives the handshake keys from our own
+  x25519/P-256 key share (RFC 8446 §7.1), which also yields the TLS 1.3 certificate and CertificateRequest.
+- **Client certificates**: TLS 1.2 CertificateRequest is visible in the flight; TLS 1.3 finishes the
+  handshake with an empty Certificate and Finished and reads the answer: an alert = required, a
+  NewSessionTicket = optional (no 5 s wait). TLS 1.2-only servers that ask: one OpenSSL handshake without
+  a certificate. With `credentials.tls_client`, one more handshake proves mutual TLS works.
+- **Certificate**: parsed with `cryptography`; chain validated offline with OpenSSL (nassl) against
+  `credentials.ca_file`; SANs compared with the scanned address.
+- **Vulnerabilities**: sslyze's Python API (Heartbleed, CCS injection, client renegotiation; ROBOT opt-in
+  via `TlsAuditOptions(robot=True)` as it costs seconds) in a worker thread, concurrently with the raw
+  enumeration. `TlsAuditOptions(vulnerabilities=False)` skips sslyze entirely.
+- **Verdicts**: `configs/tls_profiles.yaml` (rules as data, each citing its source) evaluated by
+  `profiles.py`; retired profiles recognised by fingerprint.
+- Every connection holds a `ctx.limiter.slot(host)`; timeouts come from `scan.timeouts` (connect, and
+  min(read, tls_handshake) per answer); a first broad hello makes silent or non-TLS ports fail after one
+  timeout.
+"""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
