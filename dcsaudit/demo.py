@@ -12,8 +12,6 @@ then audits it with ``run_audit`` exactly like ``dcsaudit scan`` and stops every
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import ipaddress
 import secrets
 import socket
 import ssl
@@ -24,11 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
+from dcsaudit import certs
 from dcsaudit.config import DeploymentConfig, parse_config
 from dcsaudit.models.report import Report
 from dcsaudit.policy import Policy, load_policy
@@ -46,43 +40,18 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 # --- certificates -----------------------------------------------------------------------------------
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "dcsaudit demo"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    path.chmod(0o600)
-
-
 def make_demo_pki(directory: Path) -> dict[str, Path]:
-    """A throwaway CA, a server certificate for 127.0.0.1/localhost and a client certificate (P-256, SHA-256)."""
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(_name("dcsaudit demo CA")).issuer_name(_name("dcsaudit demo CA"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=397))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    out = {"ca": directory / "ca.pem"}
-    out["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    for role, cn in (("server", "localhost"), ("client", "dcsaudit-demo-client")):
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(ca.subject)
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=397))
-                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True))
-        if role == "server":
-            builder = builder.add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(LOOPBACK))]), critical=False)
-        cert = builder.sign(ca_key, hashes.SHA256())
-        out[role] = directory / f"{role}.pem"
-        out[f"{role}_key"] = directory / f"{role}.key"
-        out[role].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _write_key(key, out[f"{role}_key"])
+    """A throwaway CA, a server certificate for 127.0.0.1/localhost and a client certificate (P-256, SHA-256).
+
+    They live 397 days, so the certificate-expiry check judges the product, not the demo.
+    """
+    ca = certs.issue("dcsaudit demo CA", days=397, ca=True)
+    out: dict[str, Path] = {}
+    out["ca"], _ = certs.write_pem(*ca, directory, "ca")
+    out["server"], out["server_key"] = certs.write_pem(
+        *certs.issue("localhost", hosts=[LOOPBACK], days=397, issuer=ca), directory, "server")
+    out["client"], out["client_key"] = certs.write_pem(
+        *certs.issue("dcsaudit-demo-client", days=397, issuer=ca), directory, "client")
     return out
 
 

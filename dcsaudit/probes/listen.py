@@ -17,9 +17,7 @@ disturbed; parsing is :func:`dcsaudit.probes.tls.wire.parse_client_hello`.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import hashlib
-import ipaddress
 import re
 import shutil
 import socket
@@ -36,6 +34,7 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 from pynetdicom.pdu_primitives import UserIdentityNegotiation
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from dcsaudit import certs
 from dcsaudit.evidence import EvidenceLog
 from dcsaudit.models.core import Reason
 from dcsaudit.models.dicom import Initiator, PresentationContextResult, TlsOffer
@@ -62,35 +61,6 @@ class _Record:
     stored: int = 0
     outcome: str = "requested"
     tls_offer: TlsOffer | None = None
-
-
-def _self_signed(directory: Path, hosts: list[str]) -> tuple[Path, Path]:
-    """A throwaway ECDSA P-256 certificate for the listener (cryptography; trustme is test-only)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dcsaudit listener")])
-    sans: list[x509.GeneralName] = [x509.DNSName("localhost")]
-    for h in hosts:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(h)))
-        except ValueError:
-            sans.append(x509.DNSName(h))
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_file, key_file = directory / "listener.pem", directory / "listener.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    key_file.chmod(0o600)
-    return cert_file, key_file
 
 
 def _describe_cert(der: bytes) -> dict[str, str]:
@@ -166,7 +136,8 @@ class DicomListener:
         cert, key = self.tls_cert, self.tls_key
         if cert is None or key is None:
             self._tmp = Path(tempfile.mkdtemp(prefix="dcsaudit-listen-"))
-            cert, key = _self_signed(self._tmp, [self.bind, "127.0.0.1"])
+            cert, key = certs.write_pem(*certs.issue("dcsaudit listener", hosts=[self.bind, "127.0.0.1"], days=2),
+                                        self._tmp, "listener")
         sc = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         sc.minimum_version = ssl.TLSVersion.TLSv1_2
         sc.load_cert_chain(str(cert), str(key))

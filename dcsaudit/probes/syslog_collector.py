@@ -42,6 +42,7 @@ from typing import Any, Literal
 
 from OpenSSL import SSL
 
+from dcsaudit import certs
 from dcsaudit.auditmsg.classify import classify
 from dcsaudit.evidence import EvidenceLog
 from dcsaudit.models.audit import AuditMessage, AuditTrail, CollectorConnection, Framing
@@ -229,8 +230,8 @@ class SyslogCollector:
             ctx.use_certificate_chain_file(str(self.cert_file))
             ctx.use_privatekey_file(str(self.key_file))
         else:
-            cert, key = _self_signed(self.bind)
-            ctx.use_certificate(cert)
+            cert, key = certs.issue("dcsaudit syslog collector", hosts=[self.bind])
+            ctx.use_certificate(cert)  # pyOpenSSL accepts cryptography objects
             ctx.use_privatekey(key)
         ctx.check_privatekey()
         if self.ca_file is not None:
@@ -568,31 +569,3 @@ def _ssl_err(exc: BaseException) -> str:
 def _peer(addr: Any) -> str:
     host, port = addr[0], addr[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _self_signed(host: str) -> tuple[Any, Any]:
-    """A throwaway self-signed RSA-2048 certificate for the collector (cryptography, in memory)."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dcsaudit syslog collector")])
-    san: list[x509.GeneralName] = [x509.DNSName("localhost")]
-    try:
-        san.append(x509.IPAddress(ipaddress.ip_address(host)))
-    except ValueError:
-        if host:
-            san.append(x509.DNSName(host))
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=7))
-        .add_extension(x509.SubjectAlternativeName(san), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
