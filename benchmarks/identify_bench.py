@@ -61,9 +61,9 @@ def start_endpoints(stack: ExitStack, pki: TestPKI, tmp: Path) -> dict[int, str]
             elif kind == "pynetdicom-tls":
                 port = stack.enter_context(pynetdicom_scp(ssl_context=server_tls_context(pki)))
             elif kind == "storescp":
-                port = stack.enter_context(storescp(None, tmp))
+                port = stack.enter_context(storescp(tmp))
             elif kind == "storescp-tls":
-                port = stack.enter_context(storescp(pki, tmp))
+                port = stack.enter_context(storescp(tmp, tls=(pki.server_key, pki.server_cert)))
             elif kind == "http":
                 port = _http_server(stack)
             elif kind == "openssl":

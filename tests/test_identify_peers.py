@@ -13,15 +13,14 @@ from dcsaudit.context import AuditContext
 from dcsaudit.models.endpoint import Endpoint
 from dcsaudit.probes.identify import identify_all
 from tests.peers.common import LOOPBACK, TestPKI, free_port
+from tests.peers.dicom_peers import pynetdicom_scp, storescp
 from tests.peers.spine_peers import (
     dual_plain_and_tls_dicom,
     openssl_s_server,
-    pynetdicom_scp,
-    rsyslog_tls_input,
     server_tls_context,
     silent_listener,
-    storescp,
 )
+from tests.peers.tls_peers import rsyslog_gtls
 
 READ_TIMEOUT = 1.5
 
@@ -55,7 +54,7 @@ def test_pynetdicom_plain_is_dicom() -> None:
 
 def test_pynetdicom_rejecting_called_ae_is_still_dicom() -> None:
     # Given an SCP that rejects any Called AE Title but its own
-    with pynetdicom_scp(require_called_aet=True) as port:
+    with pynetdicom_scp(require_called=True) as port:
         ep, _, ctx = identify(port)
     # Then a reject still proves DICOM, and the reject triple is recorded
     assert ep.service == "dicom"
@@ -75,14 +74,14 @@ def test_pynetdicom_tls_is_dicom_tls(pki: TestPKI) -> None:
 
 def test_dcmtk_storescp_tls_is_dicom_tls(pki: TestPKI, tmp_path: Path) -> None:
     # Given DCMTK storescp with +tls
-    with storescp(pki, tmp_path) as port:
+    with storescp(tmp_path, tls=(pki.server_key, pki.server_cert)) as port:
         ep, _, _ = identify(port)
     assert ep.service == "dicom-tls"
     assert ep.plaintext_dicom is False
 
 
 def test_dcmtk_storescp_plain_is_dicom(tmp_path: Path) -> None:
-    with storescp(None, tmp_path) as port:
+    with storescp(tmp_path) as port:
         ep, _, _ = identify(port)
     assert ep.service == "dicom"
 
@@ -96,18 +95,18 @@ def test_openssl_s_server_is_tls_not_dicom(pki: TestPKI) -> None:
     assert elapsed < READ_TIMEOUT + 3
 
 
-def test_rsyslog_tls_input_is_syslog_tls(pki: TestPKI, tmp_path: Path) -> None:
+def test_rsyslog_tls_input_is_syslog_tls(pki: TestPKI) -> None:
     # Given rsyslog with gtls listening for RFC 5425 on a port the config names as a syslog TLS port
-    with rsyslog_tls_input(pki, tmp_path) as port:
+    with rsyslog_gtls(pki) as port:
         ep, _, _ = identify(port, syslog_tls_ports=[port])
     # Then it is recognised as syslog over TLS, and the inference is stated
     assert ep.service == "syslog-tls"
     assert "inferred" in ep.service_detail
 
 
-def test_rsyslog_on_unnamed_port_is_plain_tls(pki: TestPKI, tmp_path: Path) -> None:
+def test_rsyslog_on_unnamed_port_is_plain_tls(pki: TestPKI) -> None:
     # Given the same receiver on a port not named as syslog: silence proves nothing, so only TLS is claimed
-    with rsyslog_tls_input(pki, tmp_path) as port:
+    with rsyslog_gtls(pki) as port:
         ep, _, _ = identify(port)
     assert ep.service == "tls"
 

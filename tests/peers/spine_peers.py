@@ -1,43 +1,23 @@
 """Peers for the inventory/identification tests: small real servers on 127.0.0.1.
 
-pynetdicom SCPs run in-process (as pynetdicom's own tests do); DCMTK, openssl and rsyslog run as
-programs. The two hand-written servers here model behaviours no packaged server offers on demand: a
-listener that accepts TCP and never answers, and a port that serves DICOM both in plaintext and TLS.
+pynetdicom SCPs, DCMTK and Orthanc come from ``dicom_peers``, rsyslog from ``tls_peers``; openssl here
+runs in its echo mode (TLS whose payload never answers). The two hand-written servers here model
+behaviours no packaged server offers on demand: a listener that accepts TCP and never answers, and a port that serves DICOM both in plaintext and TLS.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
 import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
 
 from tests.peers.common import LOOPBACK, TestPKI, free_port, require_program, running
 
 # A-ASSOCIATE-RJ (result 1 permanent, source 1 service-user, reason 7 called-AE-not-recognized).
 REJECT_CALLED_AE = struct.pack(">BBIBBBB", 0x03, 0, 4, 0, 1, 1, 7)
-
-
-@contextmanager
-def pynetdicom_scp(ssl_context: ssl.SSLContext | None = None, **ae_attrs: Any) -> Iterator[int]:
-    from pynetdicom import AE
-    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-
-    ae = AE(ae_title="TEST-SCP")
-    ae.add_supported_context(Verification)
-    for k, v in ae_attrs.items():
-        setattr(ae, k, v)
-    port = free_port()
-    server = ae.start_server((LOOPBACK, port), block=False, ssl_context=ssl_context)
-    try:
-        yield port
-    finally:
-        server.shutdown()
 
 
 def server_tls_context(pki: TestPKI, client_cert: str = "none") -> ssl.SSLContext:
@@ -138,44 +118,4 @@ def openssl_s_server(pki: TestPKI, extra: list[str] | None = None) -> Iterator[i
     cmd = [openssl, "s_server", "-accept", f"{LOOPBACK}:{port}", "-cert", str(pki.server_cert),
            "-key", str(pki.server_key), "-quiet", "-naccept", "1000", *(extra or [])]
     with running(cmd, port):
-        yield port
-
-
-@contextmanager
-def storescp(pki: TestPKI | None, tmp: Path, extra: list[str] | None = None) -> Iterator[int]:
-    """DCMTK storescp, plain or with +tls (no client certificate asked: -ic ignores peer certs)."""
-    prog = require_program("storescp")
-    port = free_port()
-    cmd = [prog, "--output-directory", str(tmp), "--ignore"]
-    if pki is not None:
-        cmd += ["+tls", str(pki.server_key), str(pki.server_cert), "-ic", *(extra or [])]
-    cmd.append(str(port))
-    env = {**os.environ, "TCP_NODELAY": "1"}
-    with running(cmd, port, env=env):
-        yield port
-
-
-RSYSLOG_TLS_CONF = """\
-global(workDirectory="{work}"
-       DefaultNetstreamDriver="gtls"
-       DefaultNetstreamDriverCAFile="{ca}"
-       DefaultNetstreamDriverCertFile="{cert}"
-       DefaultNetstreamDriverKeyFile="{key}")
-module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="{auth}")
-input(type="imtcp" port="{port}" address="127.0.0.1")
-*.* action(type="omfile" file="{work}/received.log")
-"""
-
-
-@contextmanager
-def rsyslog_tls_input(pki: TestPKI, tmp: Path, auth: str = "anon") -> Iterator[int]:
-    """rsyslog with rsyslog-gnutls as an RFC 5425 receiver on a free loopback port."""
-    prog = require_program("rsyslogd")
-    port = free_port()
-    work = tmp / f"rsyslog-{port}"
-    work.mkdir()
-    conf = work / "rsyslog.conf"
-    conf.write_text(RSYSLOG_TLS_CONF.format(work=work, ca=pki.ca_file, cert=pki.server_cert, key=pki.server_key,
-                                            auth=auth, port=port))
-    with running([prog, "-n", "-f", str(conf), "-i", str(work / "pid")], port):
         yield port
