@@ -32,13 +32,8 @@ from dcsaudit.context import AuditContext
 from dcsaudit.probes.identify import identify_all
 from dcsaudit.probes.ports import inventory_host
 from tests.peers.common import TestPKI
-from tests.peers.spine_peers import (
-    openssl_s_server,
-    pynetdicom_scp,
-    server_tls_context,
-    silent_listener,
-    storescp,
-)
+from tests.peers.dicom_peers import pynetdicom_scp, storescp
+from tests.peers.spine_peers import openssl_s_server, server_tls_context, silent_listener
 
 LOOPBACK = "127.0.0.1"
 MIX = {"pynetdicom": 20, "pynetdicom-tls": 10, "storescp": 5, "storescp-tls": 5, "http": 5, "openssl": 3, "silent": 2}
