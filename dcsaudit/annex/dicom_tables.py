@@ -167,14 +167,31 @@ def _initiator_types(inits: list[Initiator]) -> set[int]:
     return {i.user_identity_type for i in inits if i.user_identity_type is not None}
 
 
-def _acceptor_support(aes: list[ApplicationEntity], identity_type: int) -> tuple[str | None, list[str]]:
-    """Y when some AE processes the type (rejects invalid or confirms it), N when all ignore it."""
+def _acceptor_support(aes: list[ApplicationEntity], identity_type: int) -> tuple[str | None, list[str], str]:
+    """Does some AE take this identity type? (value or None, evidence, note when None).
+
+    Y when an identity of the type was accepted (valid credentials, or a positive response); N when
+    every AE ignored it (accepted the association without looking). A rejected *invalid* identity
+    proves support only when the AE let another type through; an acceptor that refuses every type
+    looks the same on the wire whether it knows this one or not, so that stays not verifiable until
+    valid credentials of the type are given.
+    """
     outcomes = [(a, a.user_identity.types.get(str(identity_type), "not_tested")) for a in aes]
     tested = [(a, o) for a, o in outcomes if o != "not_tested"]
     if not tested:
-        return None, []
+        return None, [], "user identity not probed"
     ev = [e for a, _ in tested for e in a.evidence[:2]]
-    return ("Y" if any(o in ("accepted", "rejected") for _, o in tested) else "N"), ev
+    if any(o == "accepted" for _, o in tested):
+        return "Y", ev, ""
+    # A rejection does prove support when the same AE let another identity type through: it tells
+    # this type apart from the others.
+    if any(o == "rejected" and any(v in ("ignored", "accepted") for k, v in a.user_identity.types.items()
+                                   if k != str(identity_type)) for a, o in tested):
+        return "Y", ev, ""
+    if all(o == "ignored" for _, o in tested):
+        return "N", ev, ""
+    return None, ev, (f"type {identity_type} with invalid credentials was rejected; support cannot be told "
+                      "from refusal without valid credentials of this type")
 
 
 def n82(data: AuditData) -> AnnexTable:
@@ -188,15 +205,17 @@ def n82(data: AuditData) -> AnnexTable:
                         ("Kerberos Identity Negotiation Association", (3,)),
                         ("Generic SAML Assertion Identity Negotiation Association", (4,))):
         sender = ("Y" if sent & set(types) else "N") if inits else None
-        support = [s for s in (_acceptor_support(aes, ty) for ty in types) if s[0] is not None]
+        probed = [_acceptor_support(aes, ty) for ty in types]
+        support = [s for s in probed if s[0] is not None]
         receiver = ("Y" if any(s[0] == "Y" for s in support) else "N") if support else None
-        recv_ev = [e for s in support for e in s[1]]
+        recv_ev = [e for s in probed for e in s[1]]
+        recv_note = "; ".join(s[2] for s in probed if s[2]) or "user identity not probed"
         rows.append([
             cells.label(name),
             cells.reconcile(data.declared, t, f"{name} | Creator/Sender", sender, init_ev,
                             unobservable_note="no association captured by dcsaudit listen"),
             cells.reconcile(data.declared, t, f"{name} | Consumer/Receiver", receiver, recv_ev,
-                            unobservable_note="user identity not probed"),
+                            unobservable_note=recv_note),
             cells.label("N.8.5"),
         ])
     return AnnexTable(id=t, title="Secure Use and User Identity Profiles",
