@@ -16,12 +16,12 @@ T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
 
 def _trail() -> AuditTrail:
     msgs = [
-        AuditMessage(transport="tls", peer="10.0.0.5:1", received_at=T0, event_id="110100", event_name="Application Activity",
+        AuditMessage(transport="tls", peer="127.0.0.5:1", received_at=T0, event_id="110100", event_name="Application Activity",
                      event_type_codes=["110120"], event_action_code="E", event_outcome="0", valid=True, schema_valid=True,
                      size=800, evidence="ev-0010",
                      fields={"Event": ["EventActionCode", "EventDateTime", "EventOutcomeIndicator", "EventID", "EventTypeCode"],
                              "ActiveParticipant 110150": ["UserID", "AlternativeUserID", "UserIsRequestor", "RoleIDCode"]}),
-        AuditMessage(transport="udp", peer="10.0.0.5:2", received_at=T0, event_id="110112", valid=False,
+        AuditMessage(transport="udp", peer="127.0.0.5:2", received_at=T0, event_id="110112", valid=False,
                      schema_valid=True, errors=["PS3.15 A.5.3.10: x"], size=1500, evidence="ev-0011"),
     ]
     corr = [Correlation(trigger="query", action_evidence="ev-0003", action_probe="dicom.find", action_at=T0,
@@ -79,9 +79,9 @@ def test_tables_without_collector() -> None:
 
 def test_collector_table_from_product_endpoints() -> None:
     # Given a product syslog-tls endpoint
-    ep = Endpoint(host="10.0.0.9", port=6514, protocol="tcp", state="open", service="syslog-tls", evidence=["ev-0020"])
+    ep = Endpoint(host="127.0.0.9", port=6514, protocol="tcp", state="open", service="syslog-tls", evidence=["ev-0020"])
     out = dict((t.id, t) for _, t in tables(AuditData(endpoints=[ep], evidence=[])))
     rows = {r[0].value: r for r in out["N.6-19"].rows}
-    assert rows["Local Listening Secured port number"][3].value == "10.0.0.9:6514/tcp"
+    assert rows["Local Listening Secured port number"][3].value == "127.0.0.9:6514/tcp"
     assert rows["Local Listening Secured port number"][3].evidence == ["ev-0020"]
     assert rows["TLS Protocol"][2].value == "TLS"

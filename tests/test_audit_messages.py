@@ -84,7 +84,7 @@ def test_rfc5424_errors_are_reported(raw: bytes, fragment: str) -> None:
 
 
 def _auth_xml(**kw: object) -> bytes:
-    parts = kw.pop("participants", [Participant("alice", True, nap_id="10.0.0.1", nap_type="2")])
+    parts = kw.pop("participants", [Participant("alice", True, nap_id="127.0.0.1", nap_type="2")])
     return build.audit_xml("110114", action="E", type_codes=["110122"], participants=parts,  # type: ignore[arg-type]
                            source_id="X", **kw)  # type: ignore[arg-type]
 

@@ -29,7 +29,7 @@ def test_ae_ports_are_added_to_the_inventory() -> None:
     ({**MINIMAL, "hosts": [{"address": "127.0.0.1", "tcp_ports": [70000]}]}, "hosts.0.tcp_ports.0"),
     ({**MINIMAL, "application_entities": [{"ae_title": "BAD\\AE", "host": "127.0.0.1", "port": 104}]},
      "application_entities.0.ae_title"),
-    ({**MINIMAL, "application_entities": [{"ae_title": "X", "host": "10.9.9.9", "port": 104}]},
+    ({**MINIMAL, "application_entities": [{"ae_title": "X", "host": "127.9.9.9", "port": 104}]},
      "is not one of the configured hosts"),
     ({**MINIMAL, "credentials": {"user_identity": {"passcode": "hunter2"}}}, "credentials.user_identity.passcode"),
     ({**MINIMAL, "credentials": {"user_identity": {"passcode": {"env": "A", "file": "/b"}}}}, "exactly one"),

@@ -14,7 +14,7 @@ from tests.test_tls_checks import bad, good
 
 def _data(r, initiators=()):  # type: ignore[no-untyped-def]
     r = r.model_copy(update={"profiles": profiles.evaluate(r), "retired_profiles": profiles.retired_profiles(r)})
-    ep = Endpoint(host="10.0.0.5", port=2762, protocol="tcp", state="open", service="dicom-tls", tls=r)
+    ep = Endpoint(host="127.0.0.5", port=2762, protocol="tcp", state="open", service="dicom-tls", tls=r)
     return AuditData(endpoints=[ep], evidence=[], initiators=list(initiators))
 
 
@@ -22,7 +22,7 @@ def test_conformant_server_fills_the_tables() -> None:
     # Given a B.12/B.13-conformant receiver and a product that offered B.13 suites as sender
     offer = TlsOffer(versions=["TLSv1.3", "TLSv1.2"], cipher_suites=["TLS_AES_128_GCM_SHA256",
                      "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"], groups=["x25519"])
-    ini = Initiator(calling_ae="MODALITY", called_ae="DCSAUDIT", peer="10.0.0.9", tls=True, tls_offer=offer,
+    ini = Initiator(calling_ae="MODALITY", called_ae="DCSAUDIT", peer="127.0.0.9", tls=True, tls_offer=offer,
                     evidence=["ev-7"])
     out = dict((t.id, (sec, t)) for sec, t in tables(_data(good(), [ini])))
     # Then N.8-3 says Y/Y for both current profiles, verified with evidence

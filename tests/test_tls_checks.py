@@ -64,7 +64,7 @@ def bad() -> TlsResult:
 
 def data_for(r: TlsResult) -> AuditData:
     r = r.model_copy(update={"profiles": profiles.evaluate(r)})
-    ep = Endpoint(host="10.0.0.5", port=2762, protocol="tcp", state="open", service="dicom-tls", tls=r)
+    ep = Endpoint(host="127.0.0.5", port=2762, protocol="tcp", state="open", service="dicom-tls", tls=r)
     return AuditData(endpoints=[ep], evidence=[])
 
 
@@ -94,7 +94,7 @@ def test_check_fails_on_a_weak_server(check_id: str) -> None:
 
 def test_failed_audit_is_an_error_finding() -> None:
     # Given a TLS audit that failed (silent port), When checked, Then audit_completed reports an error
-    ep = Endpoint(host="10.0.0.5", port=2762, protocol="tcp", state="open", service="dicom-tls",
+    ep = Endpoint(host="127.0.0.5", port=2762, protocol="tcp", state="open", service="dicom-tls",
                   tls=TlsResult(error="no answer to ClientHello before the read timeout", evidence=["ev-9"]))
     spec = REGISTRY.get("tls.audit_completed")
     assert spec is not None
