@@ -172,6 +172,16 @@ class DicomProbeOptions(_Strict):
                                      description="ARTIM / request / idle timers longer than this are reported as '> cap'")
 
 
+class TlsProbeOptions(_Strict):
+    """Knobs of the TLS audit (issue 3): the expensive parts can be turned off or on."""
+
+    vulnerabilities: bool = Field(default=True, description="sslyze Heartbleed / CCS injection / renegotiation tests")
+    robot: bool = Field(default=False, description="sslyze ROBOT test (seconds per endpoint)")
+    sslv2_sslv3: bool = True
+    connections_per_endpoint: int = Field(default=4, ge=1, le=64,
+                                          description="small DICOM servers have few threads; stay below them")
+
+
 class ScanOptions(_Strict):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     concurrency: Concurrency = Field(default_factory=Concurrency)
@@ -183,6 +193,7 @@ class ScanOptions(_Strict):
         default_factory=lambda: [6514],
         description="TLS ports where silence to DICOM/HTTP is read as an RFC 5425 receiver (syslog never answers)")
     tls_audit: bool = True
+    tls: TlsProbeOptions = Field(default_factory=TlsProbeOptions)
     dicom_audit: bool = Field(default=True, description="association audit of DICOM endpoints (issue 4)")
     dicom: DicomProbeOptions = Field(default_factory=DicomProbeOptions)
 

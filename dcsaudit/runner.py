@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import importlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from dcsaudit import __version__
 from dcsaudit.annex.builder import build_annex
+from dcsaudit.auditmsg.correlate import correlate
 from dcsaudit.checks import REGISTRY, AuditData
 from dcsaudit.config import DeploymentConfig
 from dcsaudit.context import AuditContext
@@ -25,18 +25,15 @@ from dcsaudit.models.dicom import ApplicationEntity, Initiator
 from dcsaudit.models.endpoint import Endpoint
 from dcsaudit.models.report import Report, RunInfo
 from dcsaudit.policy import Policy
+from dcsaudit.probes.dicom_assoc import audit_application_entities
 from dcsaudit.probes.identify import identify_all
 from dcsaudit.probes.ports import inventory_host
+from dcsaudit.probes.syslog_collector import SyslogCollector
+from dcsaudit.probes.syslog_sender import probe_product_collector
+from dcsaudit.probes.tls import audit_tls
+from dcsaudit.probes.tls.audit import TlsAuditOptions
 
 TLS_SERVICES = frozenset({"dicom-tls", "tls", "https", "syslog-tls"})
-
-
-def _optional(module: str, attr: str) -> Any | None:
-    """A capability that may be absent from this build; its absence is recorded, never hidden."""
-    try:
-        return getattr(importlib.import_module(module), attr, None)
-    except ModuleNotFoundError:
-        return None
 
 
 def run_checks(data: AuditData, policy: Policy) -> list[Finding]:
@@ -60,44 +57,36 @@ async def _bounded(ctx: AuditContext, what: str, target: str, coro: Any, timeout
 
 
 async def _tls_stage(ctx: AuditContext, endpoints: list[Endpoint]) -> list[Endpoint]:
-    audit_tls = _optional("dcsaudit.probes.tls", "audit_tls")
     targets = [e for e in endpoints if e.service in TLS_SERVICES]
     if not targets or not ctx.config.scan.tls_audit:
         return endpoints
-    if audit_tls is None:
-        for ep in targets:
-            ctx.evidence.add("tls.audit", ep.key, False, "TLS audit is not available in this build",
-                             reason=Reason.NOT_AVAILABLE)
-        return endpoints
     ctx.progress(f"TLS audit of {len(targets)} endpoint(s)")
     bound = ctx.config.scan.timeouts.endpoint
-    results = await asyncio.gather(*(_bounded(ctx, "tls.audit", ep.key, audit_tls(ctx, ep), bound) for ep in targets))
+    o = ctx.config.scan.tls
+    options = TlsAuditOptions(sslv2_sslv3=o.sslv2_sslv3, vulnerabilities=o.vulnerabilities, robot=o.robot,
+                              connections_per_endpoint=o.connections_per_endpoint)
+    results = await asyncio.gather(
+        *(_bounded(ctx, "tls.audit", ep.key, audit_tls(ctx, ep, options), bound) for ep in targets))
     by_key = {ep.key: res for ep, res in zip(targets, results, strict=True) if res is not None}
     return [e.model_copy(update={"tls": by_key[e.key]}) if e.key in by_key else e for e in endpoints]
 
 
 async def _dicom_stage(ctx: AuditContext, endpoints: list[Endpoint]) -> list[ApplicationEntity]:
-    audit_aes = _optional("dcsaudit.probes.dicom_assoc", "audit_application_entities")
     wanted = bool(ctx.config.application_entities) or any(e.service in ("dicom", "dicom-tls") for e in endpoints)
     if not wanted or not ctx.config.scan.dicom_audit:
         return []
-    if audit_aes is None:
-        ctx.evidence.add("dicom.audit", "*", False, "DICOM association audit is not available in this build",
-                         reason=Reason.NOT_AVAILABLE)
-        return []
     ctx.progress("DICOM association audit")
     bound = ctx.config.scan.timeouts.endpoint * 2
-    result = await _bounded(ctx, "dicom.audit", "*", audit_aes(ctx, endpoints), bound)
+    result = await _bounded(ctx, "dicom.audit", "*", audit_application_entities(ctx, endpoints), bound)
     return list(result or [])
 
 
 async def _collector_probe_stage(ctx: AuditContext, endpoints: list[Endpoint]) -> None:
-    probe = _optional("dcsaudit.probes.syslog_sender", "probe_product_collector")
     targets = [e for e in endpoints if e.service in ("syslog-tls", "syslog-udp")]
-    if probe is None or not targets:
+    if not targets:
         return
     bound = ctx.config.scan.timeouts.endpoint
-    await asyncio.gather(*(_bounded(ctx, "syslog.send", ep.key, probe(ctx, ep), bound) for ep in targets))
+    await asyncio.gather(*(_bounded(ctx, "syslog.send", ep.key, probe_product_collector(ctx, ep), bound) for ep in targets))
 
 
 class _Collector:
@@ -105,19 +94,14 @@ class _Collector:
 
     def __init__(self, ctx: AuditContext) -> None:
         self.ctx = ctx
-        self.impl: Any = None
+        self.impl: SyslogCollector | None = None
 
     def start(self) -> None:
         cfg = self.ctx.config.collector
         if not cfg.enabled:
             return
-        cls = _optional("dcsaudit.probes.syslog_collector", "SyslogCollector")
-        if cls is None:
-            self.ctx.evidence.add("syslog.collector", "*", False, "the syslog collector is not available in this build",
-                                  reason=Reason.NOT_AVAILABLE)
-            return
         try:
-            self.impl = cls(cfg.bind, cfg.tls_port, cfg.udp_port, self.ctx.evidence,
+            self.impl = SyslogCollector(cfg.bind, cfg.tls_port, cfg.udp_port, self.ctx.evidence,
                             cert_file=cfg.cert_file, key_file=cfg.key_file,
                             ca_file=self.ctx.config.credentials.ca_file)
             self.impl.start()
@@ -134,10 +118,7 @@ class _Collector:
         self.ctx.progress(f"waiting {window:.0f} s for audit messages")
         await asyncio.sleep(window)
         trail: AuditTrail = await asyncio.get_running_loop().run_in_executor(None, self.impl.stop)
-        correlate = _optional("dcsaudit.auditmsg.correlate", "correlate")
-        if correlate is not None:
-            trail = correlate(self.ctx.evidence.items(), trail, window)
-        return trail
+        return correlate(self.ctx.evidence.items(), trail, window)
 
 
 async def run_audit(

@@ -8,10 +8,9 @@ says so when a section has nothing observed.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
-from dcsaudit.annex import ports_tables
+from dcsaudit.annex import audit_tables, dicom_tables, ports_tables, tls_tables
 from dcsaudit.checks.base import AuditData
 from dcsaudit.models.core import Annex, AnnexSection, AnnexTable
 
@@ -38,22 +37,13 @@ SECTIONS: list[tuple[str, str, bool]] = [
     ("N.11.2.5", "Secure Transport Connection Details", False),
 ]
 
-# Area modules that provide tables(); an area not yet present is reported in its sections.
-AREA_MODULES: list[tuple[str, str]] = [
-    ("dcsaudit.annex.tls_tables", "TLS audit"),
-    ("dcsaudit.annex.dicom_tables", "DICOM association audit"),
-    ("dcsaudit.annex.audit_tables", "audit-trail verification"),
+# Each area contributes its tables; the port inventory's are the builder's own.
+SOURCES: list[tuple[str, TableSource]] = [
+    ("port inventory", ports_tables.tables),
+    ("TLS audit", tls_tables.tables),
+    ("DICOM association audit", dicom_tables.tables),
+    ("audit-trail verification", audit_tables.tables),
 ]
-
-
-def _sources() -> list[tuple[str, TableSource | None]]:
-    out: list[tuple[str, TableSource | None]] = [("port inventory", ports_tables.tables)]
-    for module, what in AREA_MODULES:
-        try:
-            out.append((what, importlib.import_module(module).tables))
-        except ModuleNotFoundError:
-            out.append((what, None))
-    return out
 
 
 def _merge(tables: list[AnnexTable]) -> list[AnnexTable]:
@@ -78,9 +68,7 @@ def build_annex(data: AuditData) -> Annex:
     known = {sid: (title, optional) for sid, title, optional in SECTIONS}
     by_section: dict[str, list[AnnexTable]] = {sid: [] for sid, _, _ in SECTIONS}
     problems: list[str] = []
-    for what, source in _sources():
-        if source is None:
-            continue
+    for what, source in SOURCES:
         try:
             produced = source(data)
         except Exception as exc:  # a broken table builder must not cost the whole annex
