@@ -72,12 +72,14 @@ class TestPKI:
 
     __test__ = False  # not a test class, despite its name
 
+    key_type = trustme.KeyType.ECDSA
+
     def __init__(self, directory: Path) -> None:
         self.dir = directory
-        self.ca = trustme.CA()
+        self.ca = trustme.CA(key_type=self.key_type)
         self.ca_file = directory / "ca.pem"
         self.ca.cert_pem.write_to_path(str(self.ca_file))
-        server = self.ca.issue_cert("127.0.0.1", "localhost", "::1")
+        server = self.ca.issue_cert("127.0.0.1", "localhost", "::1", key_type=self.key_type)
         self.server_cert = directory / "server.pem"
         self.server_key = directory / "server.key"
         self.server_chain = directory / "server-chain.pem"
@@ -86,7 +88,7 @@ class TestPKI:
         with open(self.server_chain, "wb") as f:
             for blob in server.cert_chain_pems:
                 f.write(blob.bytes())
-        client = self.ca.issue_cert("dcsaudit-client")
+        client = self.ca.issue_cert("dcsaudit-client", key_type=self.key_type)
         self.client_cert = directory / "client.pem"
         self.client_key = directory / "client.key"
         client.cert_chain_pems[0].write_to_path(str(self.client_cert))

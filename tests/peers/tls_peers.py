@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
+import trustme
+
 from tests.peers.common import LOOPBACK, TestPKI, free_port, require_program, running
 
 ClientAuth = Literal["none", "optional", "required"]
@@ -165,24 +167,4 @@ def bad_server(kind: BadKind) -> Iterator[int]:
 class RsaPKI(TestPKI):
     """Like ``TestPKI`` but with RSA keys: DCMTK's retired profiles (+pa, +pn, +py, +px) only have RSA suites."""
 
-    def __init__(self, directory: Path, key_bits: int = 2048) -> None:
-        import trustme
-
-        self.dir = directory
-        self.ca = trustme.CA(key_type=trustme.KeyType.RSA)
-        self.ca_file = directory / "ca.pem"
-        self.ca.cert_pem.write_to_path(str(self.ca_file))
-        server = self.ca.issue_cert("127.0.0.1", "localhost", "::1", key_type=trustme.KeyType.RSA)
-        self.server_cert = directory / "server.pem"
-        self.server_key = directory / "server.key"
-        self.server_chain = directory / "server-chain.pem"
-        server.cert_chain_pems[0].write_to_path(str(self.server_cert))
-        server.private_key_pem.write_to_path(str(self.server_key))
-        with open(self.server_chain, "wb") as f:
-            for blob in server.cert_chain_pems:
-                f.write(blob.bytes())
-        client = self.ca.issue_cert("dcsaudit-client", key_type=trustme.KeyType.RSA)
-        self.client_cert = directory / "client.pem"
-        self.client_key = directory / "client.key"
-        client.cert_chain_pems[0].write_to_path(str(self.client_cert))
-        client.private_key_pem.write_to_path(str(self.client_key))
+    key_type = trustme.KeyType.RSA
