@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -93,3 +95,50 @@ class TestPKI:
         self.client_key = directory / "client.key"
         client.cert_chain_pems[0].write_to_path(str(self.client_cert))
         client.private_key_pem.write_to_path(str(self.client_key))
+
+
+@contextmanager
+def tcp_server(handle: Callable[[socket.socket], None], *, threaded: bool = False, backlog: int = 64) -> Iterator[int]:
+    """A hand-written loopback TCP peer: accepts connections and gives each to ``handle``.
+
+    For behaviours no packaged server offers on demand (silence, garbage, resets, absurd lengths).
+    ``handle`` runs in the accept loop, or in a thread per connection with ``threaded``; every
+    accepted socket is closed when the context ends, whatever ``handle`` did with it.
+    """
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((LOOPBACK, 0))
+    srv.listen(backlog)
+    srv.settimeout(0.2)
+    stop = threading.Event()
+    accepted: list[socket.socket] = []
+
+    def guarded(conn: socket.socket) -> None:
+        try:
+            handle(conn)
+        except OSError:
+            conn.close()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            accepted.append(conn)
+            if threaded:
+                threading.Thread(target=guarded, args=(conn,), daemon=True).start()
+            else:
+                guarded(conn)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield int(srv.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        for conn in accepted:
+            with contextlib.suppress(OSError):
+                conn.close()
+        srv.close()

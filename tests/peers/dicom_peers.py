@@ -14,7 +14,6 @@ import json
 import os
 import socket
 import struct
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +26,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
-from tests.peers.common import LOOPBACK, free_port, require_program, running
+from tests.peers.common import LOOPBACK, free_port, require_program, running, tcp_server
 
 UserIdHandler = Callable[[Any], tuple[bool, bytes | None]]
 
@@ -112,52 +111,24 @@ def minimal_ac(rq: bytes) -> bytes:
 @contextmanager
 def hostile_acceptor(kind: HostileKind) -> Iterator[int]:
     """A TCP acceptor that misbehaves after reading the A-ASSOCIATE-RQ (or without reading it)."""
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((LOOPBACK, 0))
-    srv.listen(16)
-    srv.settimeout(0.2)
-    port = int(srv.getsockname()[1])
-    stop = threading.Event()
-    conns: list[socket.socket] = []
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                continue
-            conns.append(conn)
-            conn.settimeout(2)
-            try:
-                rq = conn.recv(65536) if kind != "silent" else b""
-                if kind == "garbage":
-                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n" + os.urandom(64))
-                elif kind == "absurd_length":
-                    conn.sendall(struct.pack(">BBI", 0x02, 0, 0xFFFFFFF0) + b"\x00\x01\x00\x00")
-                elif kind == "abort":
-                    conn.sendall(struct.pack(">BBI", 0x07, 0, 4) + bytes([0, 0, 2, 0]))
-                    conn.close()
-                elif kind == "close":
-                    conn.close()
-                elif kind == "abort_after_accept":
-                    conn.sendall(minimal_ac(rq))
-                    conn.recv(65536)  # the C-ECHO-RQ
-                    conn.sendall(struct.pack(">BBI", 0x07, 0, 4) + bytes([0, 0, 2, 0]))
-                    conn.close()
-            except OSError:
-                pass
+    def misbehave(conn: socket.socket) -> None:
+        conn.settimeout(2)
+        rq = conn.recv(65536) if kind != "silent" else b""
+        if kind == "garbage":
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n" + os.urandom(64))
+        elif kind == "absurd_length":
+            conn.sendall(struct.pack(">BBI", 0x02, 0, 0xFFFFFFF0) + b"\x00\x01\x00\x00")
+        elif kind == "abort":
+            conn.sendall(struct.pack(">BBI", 0x07, 0, 4) + bytes([0, 0, 2, 0]))
+            conn.close()
+        elif kind == "close":
+            conn.close()
+        elif kind == "abort_after_accept":
+            conn.sendall(minimal_ac(rq))
+            conn.recv(65536)  # the C-ECHO-RQ
+            conn.sendall(struct.pack(">BBI", 0x07, 0, 4) + bytes([0, 0, 2, 0]))
+            conn.close()
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
+    with tcp_server(misbehave, backlog=16) as port:
         yield port
-    finally:
-        stop.set()
-        thread.join(timeout=2)
-        for c in conns:
-            try:
-                c.close()
-            except OSError:
-                pass
-        srv.close()

@@ -10,11 +10,10 @@ from __future__ import annotations
 import socket
 import ssl
 import struct
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tests.peers.common import LOOPBACK, TestPKI, free_port, require_program, running
+from tests.peers.common import LOOPBACK, TestPKI, free_port, require_program, running, tcp_server
 
 # A-ASSOCIATE-RJ (result 1 permanent, source 1 service-user, reason 7 called-AE-not-recognized).
 REJECT_CALLED_AE = struct.pack(">BBIBBBB", 0x03, 0, 4, 0, 1, 1, 7)
@@ -32,31 +31,8 @@ def server_tls_context(pki: TestPKI, client_cert: str = "none") -> ssl.SSLContex
 @contextmanager
 def silent_listener() -> Iterator[int]:
     """Accepts TCP connections and never sends a byte (a hung service, a tarpit)."""
-    srv = socket.socket()
-    srv.bind((LOOPBACK, 0))
-    srv.listen(64)
-    srv.settimeout(0.2)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-                held.append(conn)
-            except OSError:
-                continue
-
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    try:
-        yield int(srv.getsockname()[1])
-    finally:
-        stop.set()
-        t.join(2)
-        for c in held:
-            c.close()
-        srv.close()
+    with tcp_server(lambda conn: None) as port:
+        yield port
 
 
 @contextmanager
@@ -67,47 +43,25 @@ def dual_plain_and_tls_dicom(pki: TestPKI) -> Iterator[int]:
     Either way it answers the A-ASSOCIATE-RQ with an A-ASSOCIATE-RJ, which proves DICOM.
     """
     ctx = server_tls_context(pki)
-    srv = socket.socket()
-    srv.bind((LOOPBACK, 0))
-    srv.listen(16)
-    srv.settimeout(0.2)
-    stop = threading.Event()
 
     def serve(conn: socket.socket) -> None:
-        try:
-            conn.settimeout(5)
-            first = conn.recv(1, socket.MSG_PEEK)
-            stream: socket.socket = ctx.wrap_socket(conn, server_side=True) if first == b"\x16" else conn
-            head = stream.recv(6)
-            if len(head) == 6:
-                (length,) = struct.unpack(">I", head[2:6])
-                remaining = min(length, 65536)
-                while remaining > 0:
-                    chunk = stream.recv(remaining)
-                    if not chunk:
-                        break
-                    remaining -= len(chunk)
-                stream.sendall(REJECT_CALLED_AE)
-            stream.close()
-        except OSError:
-            conn.close()
+        conn.settimeout(5)
+        first = conn.recv(1, socket.MSG_PEEK)
+        stream: socket.socket = ctx.wrap_socket(conn, server_side=True) if first == b"\x16" else conn
+        head = stream.recv(6)
+        if len(head) == 6:
+            (length,) = struct.unpack(">I", head[2:6])
+            remaining = min(length, 65536)
+            while remaining > 0:
+                chunk = stream.recv(remaining)
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+            stream.sendall(REJECT_CALLED_AE)
+        stream.close()
 
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                continue
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    try:
-        yield int(srv.getsockname()[1])
-    finally:
-        stop.set()
-        t.join(2)
-        srv.close()
+    with tcp_server(serve, threaded=True, backlog=16) as port:
+        yield port
 
 
 @contextmanager

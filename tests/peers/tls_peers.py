@@ -17,7 +17,6 @@ import os
 import socket
 import struct
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Literal
 
 import trustme
 
-from tests.peers.common import LOOPBACK, TestPKI, free_port, require_program, running
+from tests.peers.common import LOOPBACK, TestPKI, free_port, require_program, running, tcp_server
 
 ClientAuth = Literal["none", "optional", "required"]
 
@@ -119,49 +118,24 @@ BadKind = Literal["garbage", "reset", "silent", "http"]
 def bad_server(kind: BadKind) -> Iterator[int]:
     """A hostile or broken 'TLS' port. garbage: random non-TLS bytes; reset: half a ServerHello then RST;
     silent: accepts and never answers; http: answers like a web server."""
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((LOOPBACK, 0))
-    srv.listen(64)
-    srv.settimeout(0.2)
-    port = srv.getsockname()[1]
-    stop = threading.Event()
-    held: list[socket.socket] = []
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except (TimeoutError, OSError):
-                continue
-            try:
-                conn.settimeout(1)
-                conn.recv(4096)
-                if kind == "garbage":
-                    conn.sendall(os.urandom(64) + b"\xff" * 16)
-                    conn.close()
-                elif kind == "http":
-                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-                    conn.close()
-                elif kind == "reset":
-                    conn.sendall(bytes([22, 3, 3, 0, 80, 2, 0, 0, 76, 3, 3]) + os.urandom(10))
-                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    conn.close()
-                else:
-                    held.append(conn)
-            except OSError:
-                conn.close()
+    def misbehave(conn: socket.socket) -> None:
+        conn.settimeout(1)
+        conn.recv(4096)
+        if kind == "garbage":
+            conn.sendall(os.urandom(64) + b"\xff" * 16)
+            conn.close()
+        elif kind == "http":
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            conn.close()
+        elif kind == "reset":
+            conn.sendall(bytes([22, 3, 3, 0, 80, 2, 0, 0, 76, 3, 3]) + os.urandom(10))
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+        # silent: keep the connection open; tcp_server closes it at the end
 
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    try:
+    with tcp_server(misbehave) as port:
         yield port
-    finally:
-        stop.set()
-        t.join(2)
-        for c in held:
-            c.close()
-        srv.close()
 
 
 class RsaPKI(TestPKI):
