@@ -19,6 +19,7 @@ import asyncio
 import ssl
 import struct
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,8 +180,9 @@ async def _speak_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
                   "no HTTP status line in answer to HEAD /", {"bytes": first[:16].hex()})
 
 
-async def probe_http(ctx: AuditContext, host: str, port: int, sslctx: ssl.SSLContext | None) -> Answer:
-    """HTTP(S) probe on a fresh connection, used when the DICOM probe got a non-DICOM answer."""
+async def _one_exchange(ctx: AuditContext, host: str, port: int, sslctx: ssl.SSLContext | None, what: str,
+                        speak: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[Answer]]) -> Answer:
+    """One bounded connection (TLS when ``sslctx``) holding a limiter slot; any failure becomes an Answer."""
     t = ctx.config.scan.timeouts
     start = time.perf_counter()
     try:
@@ -190,30 +192,27 @@ async def probe_http(ctx: AuditContext, host: str, port: int, sslctx: ssl.SSLCon
                                         ssl_handshake_timeout=t.tls_handshake if sslctx else None),
                 t.connect + (t.tls_handshake if sslctx else 0))
             try:
-                ans = await _speak_http(reader, writer, host, t.read)
+                ans = await speak(reader, writer)
             finally:
                 await _close(writer)
     except Exception as exc:
-        ans = _failure(exc, "HTTP HEAD request")
+        ans = _failure(exc, what)
     ans.ms = (time.perf_counter() - start) * 1000
     return ans
+
+
+async def probe_http(ctx: AuditContext, host: str, port: int, sslctx: ssl.SSLContext | None) -> Answer:
+    """HTTP(S) probe on a fresh connection, used when the DICOM probe got a non-DICOM answer."""
+    return await _one_exchange(ctx, host, port, sslctx, "HTTP HEAD request",
+                               lambda r, w: _speak_http(r, w, host, ctx.config.scan.timeouts.read))
 
 
 async def probe_plain(ctx: AuditContext, host: str, port: int) -> Answer:
-    t = ctx.config.scan.timeouts
-    start = time.perf_counter()
-    try:
-        async with ctx.limiter.slot(host):
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), t.connect)
-            try:
-                ans = await _speak_dicom(reader, writer, _called_ae(ctx, host, port),
-                                         ctx.config.scan.calling_ae_title, t.read)
-            finally:
-                await _close(writer)
-    except Exception as exc:
-        ans = _failure(exc, "plaintext A-ASSOCIATE-RQ")
-    ans.ms = (time.perf_counter() - start) * 1000
-    return ans
+    """A plaintext A-ASSOCIATE-RQ for Verification."""
+    return await _one_exchange(
+        ctx, host, port, None, "plaintext A-ASSOCIATE-RQ",
+        lambda r, w: _speak_dicom(r, w, _called_ae(ctx, host, port), ctx.config.scan.calling_ae_title,
+                                  ctx.config.scan.timeouts.read))
 
 
 async def probe_tls(ctx: AuditContext, host: str, port: int, sslctx: ssl.SSLContext) -> tuple[Answer, Answer | None]:
