@@ -29,10 +29,8 @@ def load_rules(path: str | None = None) -> dict[str, Any]:
     if path is not None:
         text = Path(path).read_text(encoding="utf-8")
     else:
-        try:
-            text = resources.files("dcsaudit.configs").joinpath(RULES_FILE).read_text(encoding="utf-8")
-        except (ModuleNotFoundError, FileNotFoundError):  # running from a source tree without install
-            text = (Path(__file__).resolve().parents[2] / "configs" / RULES_FILE).read_text(encoding="utf-8")
+        # configs/ is installed as dcsaudit.configs (see pyproject), like dcsaudit.checks: always present.
+        text = resources.files("dcsaudit.configs").joinpath(RULES_FILE).read_text(encoding="utf-8")
     data = yaml.safe_load(text)
     if not isinstance(data, dict) or not isinstance(data.get("events"), dict):
         raise ValueError(f"{RULES_FILE}: expected a mapping with 'events'")

@@ -107,10 +107,8 @@ class ProfileBook(_Strict):
 
 
 def _rules_text() -> str:
-    try:
-        return resources.files("dcsaudit.configs").joinpath("tls_profiles.yaml").read_text(encoding="utf-8")
-    except (ModuleNotFoundError, FileNotFoundError, OSError):
-        return (Path(__file__).resolve().parents[3] / "configs" / "tls_profiles.yaml").read_text(encoding="utf-8")
+    # configs/ is installed as dcsaudit.configs (see pyproject), like dcsaudit.checks: always present.
+    return resources.files("dcsaudit.configs").joinpath("tls_profiles.yaml").read_text(encoding="utf-8")
 
 
 @cache
