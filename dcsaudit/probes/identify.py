@@ -44,7 +44,7 @@ class Answer:
     ms: float = 0.0
 
 
-def _identify_context(ctx: AuditContext) -> ssl.SSLContext:
+def _identify_context(ctx: AuditContext, with_credentials: bool = True) -> ssl.SSLContext:
     """Permissive client: accept any version/suite/certificate; present the client cert when configured."""
     c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     c.check_hostname = False
@@ -55,7 +55,7 @@ def _identify_context(ctx: AuditContext) -> ssl.SSLContext:
     except ssl.SSLError:
         pass
     creds = ctx.config.credentials.tls_client
-    if creds is not None:
+    if creds is not None and with_credentials:
         password = creds.key_password.resolve().get_secret_value() if creds.key_password else None
         c.load_cert_chain(str(creds.cert_file), str(creds.key_file), password=password)
     return c
@@ -323,19 +323,20 @@ async def identify_endpoint(ctx: AuditContext, ep: Endpoint, sslctx: ssl.SSLCont
     except asyncio.CancelledError:
         if http_task is None or not http_task.done():
             raise  # we are being cancelled ourselves
-        plain = Answer(False, "silent", Reason.TIMEOUT, "plaintext A-ASSOCIATE-RQ: no answer (HTTP answered instead)")
+        plain = Answer(False, "silent", None, "plaintext A-ASSOCIATE-RQ: no answer before HTTP answered")
     hs, inner = await tls_task
     http = await http_task if http_task is not None else None
+    # What classification reads: the DICOM answers, or the HTTP answer where that is what spoke.
+    plain_seen, inner_seen = plain, inner
     if hs.ok and inner is not None and inner.kind in ("garbage", "closed", "silent"):
-        https = await probe_http(ctx, ep.host, ep.port, sslctx)
-        if https.kind in ("http", "client-cert"):
-            inner = https
-        http = https
+        http = await probe_http(ctx, ep.host, ep.port, sslctx)
+        if http.kind in ("http", "client-cert"):
+            inner_seen = http
     elif not hs.ok and plain.kind in ("garbage", "closed", "silent"):
         if http is None:  # the PDU got a non-HTTP answer quickly: still worth one HEAD
             http = await probe_http(ctx, ep.host, ep.port, None)
         if http.kind == "http":
-            plain = http
+            plain_seen = http
     ids = list(ep.evidence)
     for probe, ans in (("identify.dicom", plain), ("identify.tls", hs), ("identify.dicom_in_tls", inner),
                        ("identify.http", http)):
@@ -344,7 +345,7 @@ async def identify_endpoint(ctx: AuditContext, ep: Endpoint, sslctx: ssl.SSLCont
         ev = ctx.evidence.add(probe, ep.key, ans.ok, ans.summary, reason=ans.reason,
                               data={"kind": ans.kind, **ans.data}, duration_ms=ans.ms)
         ids.append(ev.id)
-    service, detail, plain_dicom = classify(ep.port, plain, hs, inner,
+    service, detail, plain_dicom = classify(ep.port, plain_seen, hs, inner_seen,
                                             frozenset(ctx.config.scan.syslog_tls_ports))
     return ep.model_copy(update={"service": service, "service_detail": detail, "plaintext_dicom": plain_dicom,
                                  "evidence": ids})
@@ -356,12 +357,5 @@ async def identify_all(ctx: AuditContext, endpoints: list[Endpoint]) -> list[End
     except (OSError, ssl.SSLError, ValueError) as exc:
         ctx.evidence.add("identify.tls", "*", False, f"cannot load the TLS client credentials: {type(exc).__name__}",
                          reason=Reason.INTERNAL_ERROR)
-        sslctx = _identify_context_without_creds()
+        sslctx = _identify_context(ctx, with_credentials=False)
     return list(await asyncio.gather(*(identify_endpoint(ctx, ep, sslctx) for ep in endpoints)))
-
-
-def _identify_context_without_creds() -> ssl.SSLContext:
-    c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    c.check_hostname = False
-    c.verify_mode = ssl.CERT_NONE
-    return c
