@@ -32,6 +32,9 @@ def association_failed(data: AuditData) -> Iterator[Verdict]:
     for ae in data.application_entities:
         if ae.error:
             yield Verdict("error", _target(ae), ae.error, ae.evidence[:3])
+        elif ae.verification is None:
+            yield Verdict("error", _target(ae), "verification undetermined: no definite answer to the reference "
+                          "association", _ev(ae, "baseline"))
         elif ae.verification is False:
             yield Verdict("fail", _target(ae), "Verification (C-ECHO) did not succeed with the configured titles",
                           _ev(ae, "baseline"))
@@ -104,13 +107,12 @@ def user_identity_not_enforced(data: AuditData) -> Iterator[Verdict]:
     for ae in data.application_entities:
         uid = ae.user_identity
         if ae.error or uid.enforced is None:
-            yield Verdict("not_applicable", _target(ae), "enforcement could not be judged", ae.evidence[:1])
+            yield Verdict("not_applicable", _target(ae), f"enforcement undetermined: {uid.enforced_reason or ae.error}",
+                          uid.enforced_evidence or ae.evidence[:1])
         elif uid.enforced:
-            yield Verdict("pass", _target(ae), "associations without a valid identity are rejected",
-                          _ev(ae, "baseline", "user_identity"))
+            yield Verdict("pass", _target(ae), uid.enforced_reason, uid.enforced_evidence)
         else:
-            yield Verdict("fail", _target(ae), f"identity not enforced ({uid.support.replace('_', ' ')})",
-                          _ev(ae, "baseline", "user_identity"))
+            yield Verdict("fail", _target(ae), uid.enforced_reason, uid.enforced_evidence)
 
 
 @check(id="dicom.user_identity_reject_coding", title="User identity rejections use the PS3.7 coding",
@@ -129,22 +131,42 @@ def user_identity_reject_coding(data: AuditData) -> Iterator[Verdict]:
                           _ev(ae, "user_identity"))
 
 
-@check(id="dicom.invalid_identity_accepted", title="Invalid user credentials get a positive response",
+@check(id="dicom.invalid_identity_accepted", title="Invalid user credentials are accepted as an identity",
        severity="high", references=["PS3.7 D.3.3.7.2", "PS3.15 B.5–B.7"])
 def invalid_identity_accepted(data: AuditData) -> Iterator[Verdict]:
+    """A passcode, ticket, assertion or token that is processed but not checked (type 1 needs no check, B.4)."""
     for ae in data.application_entities:
-        probes = [a for a in ae.attempts if a.purpose.startswith("user_identity_") and a.purpose.endswith("_invalid")]
-        if not probes:
-            yield Verdict("not_applicable", _target(ae), "user identity not probed", ae.evidence[:1])
+        probed = {t: r for t, r in ae.user_identity.types.items() if r.invalid is not None and t != "1"}
+        if ae.error or not probed:
+            yield Verdict("not_applicable", _target(ae), "user identity types 2-5 not probed", ae.evidence[:1])
             continue
-        # Type 1 (B.4 Basic User Identity) may be confirmed without any check; 2-5 must be authenticated.
-        bad = [a for a in probes if a.user_identity_response and a.user_identity_type != 1]
+        bad = {t: r for t, r in probed.items() if r.classification == "accepted_unchecked"}
         if bad:
-            yield Verdict("fail", _target(ae), "positive response to invalid credentials of type "
-                          + ", ".join(str(a.user_identity_type) for a in bad), [a.evidence for a in bad if a.evidence])
+            yield Verdict("fail", _target(ae), "; ".join(f"type {t}: {r.reason}" for t, r in sorted(bad.items())),
+                          [e for r in bad.values() for e in r.evidence])
         else:
-            yield Verdict("pass", _target(ae), "no positive response to invalid passcode/ticket/assertion/JWT",
-                          [a.evidence for a in probes if a.evidence])
+            yield Verdict("pass", _target(ae), "no invalid credentials were accepted as an identity (types "
+                          + ", ".join(sorted(probed)) + " probed)",
+                          [e for r in probed.values() for e in r.evidence])
+
+
+@check(id="dicom.user_identity_positive_response", title="Accepted identity without the requested positive response",
+       severity="low", references=["PS3.7 D.3.3.7.2 (User Identity AC sub-item, 0x59)"])
+def user_identity_positive_response(data: AuditData) -> Iterator[Verdict]:
+    """PS3.7 lets an acceptor that checks credentials accept without 0x59; a requestor that asked for
+    confirmation cannot tell such an acceptor from one that ignores the identity."""
+    for ae in data.application_entities:
+        supported = {t: r for t, r in ae.user_identity.types.items() if r.classification == "supported"}
+        if ae.error or not supported:
+            yield Verdict("not_applicable", _target(ae), "no identity type proven supported", ae.evidence[:1])
+            continue
+        missing = sorted(t for t, r in supported.items() if r.positive_response_missing)
+        ev = [e for r in supported.values() for e in r.evidence]
+        if missing:
+            yield Verdict("fail", _target(ae), "valid identity of type " + ", ".join(missing)
+                          + " accepted without a User Identity AC item although a positive response was requested", ev)
+        else:
+            yield Verdict("pass", _target(ae), "every supported type answered the positive-response request", ev)
 
 
 @check(id="dicom.initiator_passcode_plaintext", title="Product sends a passcode over an unencrypted association",

@@ -168,6 +168,12 @@ class DicomProbeOptions(_Strict):
     default_calling_aes: list[str] = Field(
         default_factory=lambda: ["ANY-SCU", "ECHOSCU", "STORESCU", "FINDSCU", "PYNETDICOM"], max_length=20)
     user_identity: bool = Field(default=True, description="probe User Identity Negotiation types 1-5")
+    associations_per_host: int = Field(
+        default=1, ge=1, le=16, description="associations open at once to one host's DICOM ports: modalities "
+        "often allow one or two, and the audit must never be the reason a product looks busy")
+    busy_retry_seconds: float = Field(
+        default=32.0, ge=0, le=600, description="how long a rejected-transient (2, 3, x) answer is retried on fresh "
+        "connections before the attempt is recorded as 'product busy' (default: a 30 s ARTIM + 2 s)")
     timer_cap_seconds: float = Field(default=35.0, gt=0, le=600,
                                      description="ARTIM / request / idle timers longer than this are reported as '> cap'")
 

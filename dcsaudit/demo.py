@@ -200,7 +200,8 @@ def demo_config(product: DemoProduct, pki: dict[str, Path], collector_tls_port: 
             "timeouts": {"connect": 2, "read": 2, "tls_handshake": 3, "dicom": 5, "endpoint": 90},
             "intrusive": {"max_associations": True, "max_associations_cap": 12, "measure_timeouts": True},
             # The demo SCP's timers are 5 s; cap the timer measurements so the demo stays quick.
-            "dicom": {"timer_cap_seconds": 8},
+            # Its ARTIM is 5 s too: a transient (2, 3, x) answer is retried for ARTIM + 2 s.
+            "dicom": {"timer_cap_seconds": 8, "busy_retry_seconds": 7},
         },
         "collector": {"enabled": True, "bind": LOOPBACK, "tls_port": collector_tls_port,
                       "udp_port": collector_udp_port, "cert_file": str(pki["server"]),

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from dcsaudit import __version__
+from dcsaudit import __version__, budgets
 from dcsaudit.annex.builder import build_annex
 from dcsaudit.auditmsg.correlate import correlate
 from dcsaudit.checks import REGISTRY, AuditData
@@ -25,7 +25,7 @@ from dcsaudit.models.dicom import ApplicationEntity, Initiator
 from dcsaudit.models.endpoint import Endpoint
 from dcsaudit.models.report import Report, RunInfo
 from dcsaudit.policy import Policy
-from dcsaudit.probes.dicom_assoc import audit_application_entities
+from dcsaudit.probes.dicom_assoc import aes_per_host, audit_application_entities
 from dcsaudit.probes.identify import identify_all
 from dcsaudit.probes.ports import inventory_host
 from dcsaudit.probes.syslog_collector import SyslogCollector
@@ -76,9 +76,12 @@ async def _dicom_stage(ctx: AuditContext, endpoints: list[Endpoint]) -> list[App
     if not wanted or not ctx.config.scan.dicom_audit:
         return []
     ctx.progress("DICOM association audit")
-    bound = ctx.config.scan.timeouts.endpoint * 2
-    result = await _bounded(ctx, "dicom.audit", "*", audit_application_entities(ctx, endpoints), bound)
-    return list(result or [])
+    # Every AE phase is bounded inside; this outer bound is their sum plus a margin, and when it fires
+    # anyway the AEs that finished are kept (the sink fills as each one ends).
+    bound = budgets.dicom_stage_seconds(ctx.config, aes_per_host(ctx, endpoints))
+    sink: dict[int, ApplicationEntity] = {}
+    await _bounded(ctx, "dicom.audit", "*", audit_application_entities(ctx, endpoints, sink), bound)
+    return [sink[i] for i in sorted(sink)]
 
 
 async def _collector_probe_stage(ctx: AuditContext, endpoints: list[Endpoint]) -> None:

@@ -85,3 +85,39 @@ def test_version_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
         main(["frobnicate"])
     assert e.value.code == 2
+
+
+def test_demo_annex_says_what_the_demo_product_does(demo_out: tuple[int, Path]) -> None:
+    # The demo PACS (dcsaudit/demo.py) checks a type 2 passcode when one is sent, refuses every other
+    # identity type, accepts associations without identity and allows 8 associations.
+    _, out = demo_out
+    report = json.loads((out / "report.json").read_text())
+    [tls_ae] = [a for a in report["application_entities"] if a["tls"]]
+    [plain_ae] = [a for a in report["application_entities"] if not a["tls"]]
+    classes = {t: r["classification"] for t, r in tls_ae["user_identity"]["types"].items()}
+    # Then over TLS: type 2 supported, type 1 refused even with the configured user name, 3-5 undetermined
+    assert classes == {"1": "refused", "2": "supported", "3": "undetermined", "4": "undetermined",
+                       "5": "undetermined"}
+    # And without TLS no passcode was sent
+    assert plain_ae["user_identity"]["types"]["2"]["classification"] == "not_tested"
+    for ae in (tls_ae, plain_ae):
+        assert ae["user_identity"]["enforced"] is False
+        assert ae["max_associations"] == 8 and ae["verification"] is True
+    tables = {t["id"]: t for s in report["annex"]["sections"] for t in s["tables"]}
+    n82 = {r[0]["value"]: r[2] for r in tables["N.8-2"]["rows"]}
+    assert (n82["User Identity Plus Passcode Association"]["value"],
+            n82["User Identity Plus Passcode Association"]["provenance"]) == ("Y", "verified")
+    for row in ("Basic User Identity Association", "Kerberos Identity Negotiation Association",
+                "Generic SAML Assertion Identity Negotiation Association"):
+        assert n82[row]["value"] == "" and n82[row]["provenance"] == "not_observed" and n82[row]["note"]
+    assert "refused even with the configured credentials" in n82["Basic User Identity Association"]["note"]
+    n89 = tables["N.8-9"]["rows"][0]
+    assert (n89[1]["value"], n89[2]["value"]) == ("Y", "2")
+    assert all("identity not required" in n for n in tables["N.8-9"]["notes"])
+    # And the DIMSE timeout row is not filled with the idle timer, which has its own row naming the AE
+    n61 = {r[0]["value"]: r[2] for r in tables["N.6-1"]["rows"]}
+    assert n61["General DIMSE level timeout Values"]["value"] == ""
+    idle = next(v for k, v in n61.items() if k.startswith("Idle association timeout"))
+    assert idle["provenance"] == "verified" and "DEMO-PACS@127.0.0.1:" in idle["value"]
+    by_id = {e["id"]: e for e in report["evidence"]}
+    assert all(by_id[i]["probe"] == "dicom.timers" for i in idle["evidence"])

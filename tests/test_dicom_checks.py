@@ -10,6 +10,7 @@ from dcsaudit.checks import REGISTRY, AuditData
 from dcsaudit.models.dicom import (
     ApplicationEntity,
     AssociationAttempt,
+    IdentityTypeResult,
     Initiator,
     RejectTriple,
     UserIdentityResult,
@@ -35,6 +36,15 @@ def statuses(check_id: str, aes: list[ApplicationEntity] | None = None, inits: l
     return [f.status for f in findings]
 
 
+def uid(classification: str, invalid: str, valid: str | None = None, **kw: Any) -> IdentityTypeResult:
+    return IdentityTypeResult(classification=classification, invalid=invalid, valid=valid,  # type: ignore[arg-type]
+                              evidence=["ev-uid"], **kw)
+
+
+def identity(**types: IdentityTypeResult) -> UserIdentityResult:
+    return UserIdentityResult(types={**UserIdentityResult().types, **types})
+
+
 RJ7 = RejectTriple(result=1, source=1, reason=7)
 RJ3 = RejectTriple(result=1, source=1, reason=3)
 
@@ -48,17 +58,20 @@ RJ3 = RejectTriple(result=1, source=1, reason=3)
      ae(attempts=[attempt("default_called_ae")], default_called_aes_accepted=["ORTHANC"])),
     ("dicom.unauthenticated_query_retrieve", ae(),
      ae(unauthenticated_query_retrieve=["StudyRootQueryRetrieveInformationModelFind"])),
-    ("dicom.user_identity_not_enforced", ae(user_identity=UserIdentityResult(enforced=True, support="enforced")),
-     ae(user_identity=UserIdentityResult(enforced=False, support="not_supported"))),
+    ("dicom.user_identity_not_enforced", ae(user_identity=UserIdentityResult(enforced=True, enforced_reason="x")),
+     ae(user_identity=UserIdentityResult(enforced=False, enforced_reason="x"))),
     ("dicom.user_identity_reject_coding",
      ae(user_identity=UserIdentityResult(reject_coding="conformant",
                                          reject_triples={"2": RejectTriple(result=1, source=2, reason=1)})),
      ae(user_identity=UserIdentityResult(reject_coding="transient",
                                          reject_triples={"2": RejectTriple(result=2, source=2, reason=1)}))),
     ("dicom.invalid_identity_accepted",
-     ae(attempts=[attempt("user_identity_1_invalid", user_identity_type=1, user_identity_response=True),
-                  attempt("user_identity_5_invalid", "rejected", user_identity_type=5)]),
-     ae(attempts=[attempt("user_identity_5_invalid", user_identity_type=5, user_identity_response=True)])),
+     ae(user_identity=identity(**{"1": uid("accepted_unchecked", "accepted_with_response"),
+                                  "5": uid("supported", "refused", "accepted_with_response")})),
+     ae(user_identity=identity(**{"5": uid("accepted_unchecked", "accepted_with_response")}))),
+    ("dicom.user_identity_positive_response",
+     ae(user_identity=identity(**{"5": uid("supported", "refused", "accepted_with_response")})),
+     ae(user_identity=identity(**{"2": uid("supported", "refused", "accepted", positive_response_missing=True)}))),
 ])
 def test_check_pass_and_fail(check_id: str, good: ApplicationEntity, bad: ApplicationEntity) -> None:
     # Given one conforming and one non-conforming AE result; When the check runs; Then pass, then fail
@@ -73,6 +86,8 @@ def test_failed_audit_is_error_or_not_applicable_not_a_verdict() -> None:
     assert statuses("dicom.association_failed", [broken]) == ["error"]
     assert statuses("dicom.promiscuous_called_ae", [broken]) == ["not_applicable"]
     assert statuses("dicom.user_identity_not_enforced", [broken]) == ["not_applicable"]
+    # And an AE whose reference association got no definite answer has no verification verdict
+    assert statuses("dicom.association_failed", [ae(verification=None)]) == ["error"]
 
 
 def test_initiator_passcode_over_plaintext() -> None:

@@ -25,16 +25,18 @@ from tests.peers.tls_peers import rsyslog_gtls
 READ_TIMEOUT = 1.5
 
 
-def _config(ports: list[int], **scan: object) -> DeploymentConfig:
+def _config(ports: list[int], aes: list[dict[str, object]] | None = None, **scan: object) -> DeploymentConfig:
     return parse_config({
         "deployment": "identification test",
         "hosts": [{"address": LOOPBACK, "tcp_ports": ports}],
+        "application_entities": aes or [],
         "scan": {"timeouts": {"connect": 1, "read": READ_TIMEOUT, "tls_handshake": 2}, **scan},
     })
 
 
-def identify(port: int, **scan: object) -> tuple[Endpoint, float, AuditContext]:
-    ctx = AuditContext.create(_config([port], **scan))
+def identify(port: int, aes: list[dict[str, object]] | None = None, **scan: object
+             ) -> tuple[Endpoint, float, AuditContext]:
+    ctx = AuditContext.create(_config([port], aes, **scan))
     ep = Endpoint(host=LOOPBACK, port=port, protocol="tcp", state="open")
     start = time.monotonic()
     [out] = asyncio.run(identify_all(ctx, [ep]))
@@ -131,9 +133,9 @@ def test_silent_listener_times_out_within_bound() -> None:
 
 
 def test_port_serving_plaintext_and_tls_dicom_is_reported(pki: TestPKI) -> None:
-    # Given one port that answers DICOM both in plaintext and inside TLS
+    # Given one port that answers DICOM both in plaintext and inside TLS, configured as a TLS AE
     with dual_plain_and_tls_dicom(pki) as port:
-        ep, _, _ = identify(port)
+        ep, _, _ = identify(port, [{"ae_title": "DUAL", "host": LOOPBACK, "port": port, "tls": True}])
     # Then it is DICOM over TLS that also accepts plaintext, and the detail says so
     assert ep.service == "dicom-tls"
     assert ep.plaintext_dicom is True
@@ -163,3 +165,31 @@ def test_tls_requiring_client_cert_without_credentials(pki: TestPKI, client_cert
     # Then the port is TLS, and the evidence says a client certificate is required
     assert ep.service == "tls"
     assert any(e.reason == "client_certificate_required" for e in ctx.evidence.items()), [(e.probe, e.reason, e.summary) for e in ctx.evidence.items()]
+
+
+def test_plaintext_dicom_port_gets_no_tls_handshake_and_stays_free() -> None:
+    # Given a pynetdicom acceptor that allows one association and keeps a slot for any connection
+    # without a request until its ARTIM (30 s) fires
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    with pynetdicom_scp("ONE", max_associations=1, acse_timeout=30) as port:
+        # When it is identified
+        ep, _, ctx = identify(port)
+        # Then no TLS handshake was sent to it, and the evidence says why
+        tls_ev = [e for e in ctx.evidence.items() if e.probe == "identify.tls"]
+        assert ep.service == "dicom" and [e.reason for e in tls_ev] == ["skipped"]
+        # And an association is accepted within 2 s, far below the 30 s ARTIM: identification left no
+        # connection for the acceptor's timer (pynetdicom ends a released association's thread in ms)
+        scu = AE(ae_title="DCSAUDIT")
+        scu.add_requested_context(Verification)
+        deadline = time.monotonic() + 2
+        accepted = False
+        while not accepted and time.monotonic() < deadline:
+            assoc = scu.associate(LOOPBACK, port, ae_title="ONE")
+            accepted = assoc.is_established
+            if accepted:
+                assoc.release()
+            else:
+                time.sleep(0.05)
+    assert accepted

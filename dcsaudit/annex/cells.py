@@ -44,13 +44,15 @@ def reconcile(
     evidence: Iterable[str] = (),
     *,
     unobservable_note: str = "not verifiable from the network",
+    observable: bool = False,
 ) -> Cell:
     """One cell from what was observed (may be None) and what the vendor declared (may be absent).
 
     - observed and declared agree (or nothing declared): verified;
     - both present and different: contradicted, showing both;
     - only declared: declared;
-    - neither: not verifiable, with the reason.
+    - neither: not verifiable, with the reason — or, with ``observable``, not observed in this
+      audit (a probe could see it but did not), with the reason.
     """
     claim = declared_value(declared, table_id, row_label)
     ev = list(evidence)
@@ -63,8 +65,5 @@ def reconcile(
                     declared=claim)
     if claim is not None:
         return Cell(value=claim, provenance=Provenance.DECLARED, declared=claim)
-    return Cell(value="", provenance=Provenance.NOT_VERIFIABLE, note=unobservable_note)
-
-
-def yes_no(flag: bool) -> str:
-    return "Y" if flag else "N"
+    return Cell(value="", provenance=Provenance.NOT_OBSERVED if observable else Provenance.NOT_VERIFIABLE,
+                note=unobservable_note)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dcsaudit.annex import cells
 from dcsaudit.checks.base import AuditData
 from dcsaudit.models.core import AnnexTable, Cell
-from dcsaudit.models.dicom import ApplicationEntity, Initiator
+from dcsaudit.models.dicom import ApplicationEntity, IdentityTypeResult, Initiator
 from dcsaudit.probes.dicom_sop import service_of
 
 CONFIG_COLS = ["Parameter", "Configurable", "Default Value", "Comments"]
@@ -29,102 +29,145 @@ def _ok(data: AuditData) -> list[ApplicationEntity]:
     return [a for a in data.application_entities if a.error is None]
 
 
-def _per_ae(aes: list[ApplicationEntity], value: Callable[[ApplicationEntity], str | None]) -> tuple[str | None, list[str]]:
-    """One value if every AE agrees, else 'AE: value' lines; with the evidence of the AEs that gave one."""
+def _where(a: ApplicationEntity) -> str:
+    return f"{a.ae_title}@{a.host}:{a.port}"
+
+
+def _per_ae(aes: list[ApplicationEntity], value: Callable[[ApplicationEntity], tuple[str, list[str]] | None],
+            *, name_each: bool = False) -> tuple[str | None, list[str]]:
+    """One value if every AE agrees (each named when ``name_each``), else 'AE@host:port: value' parts.
+
+    The evidence is exactly what each value was derived from, as the value function says.
+    """
     pairs = [(a, v) for a in aes if (v := value(a)) is not None]
     if not pairs:
         return None, []
-    values = {v for _, v in pairs}
-    ev = [e for a, _ in pairs for e in a.evidence[:2]]
+    ev = list(dict.fromkeys(e for _, (_, evs) in pairs for e in evs))
+    values = {v for _, (v, _) in pairs}
+    if name_each:
+        return "; ".join(f"{v} ({_where(a)})" for a, (v, _) in pairs), ev
     if len(values) == 1:
         return values.pop(), ev
-    return "; ".join(f"{a.ae_title}@{a.port}: {v}" for a, v in pairs), ev
+    return "; ".join(f"{_where(a)}: {v}" for a, (v, _) in pairs), ev
 
 
 def _config_row(data: AuditData, table: str, row: str, observed: str | None, ev: list[str], comment: str = "",
-                note: str = "not verifiable from the network") -> list[Cell]:
+                note: str = "not verifiable from the network", observable: bool = False) -> list[Cell]:
     return [
         cells.label(row),
         cells.reconcile(data.declared, table, f"{row} | Configurable", None),
-        cells.reconcile(data.declared, table, row, observed, ev, unobservable_note=note),
+        cells.reconcile(data.declared, table, row, observed, ev, unobservable_note=note, observable=observable),
         cells.reconcile(data.declared, table, f"{row} | Comments", comment or None, ev if comment else []),
     ]
 
 
-def _timer(a: ApplicationEntity, name: str) -> str | None:
-    t = a.timeouts.get(name)
-    if t is None:
+def _timer(name: str) -> Callable[[ApplicationEntity], tuple[str, list[str]] | None]:
+    """A measured timer of one AE with the evidence of its own measurement."""
+    def value(a: ApplicationEntity) -> tuple[str, list[str]] | None:
+        t = a.timeouts.get(name)
+        if t is None or t.evidence is None:
+            return None
+        if t.seconds is not None:
+            return f"{t.seconds:g} s", [t.evidence]
+        return (f"> {t.cap_seconds:g} s", [t.evidence]) if t.exceeded_cap else None
+    return value
+
+
+def _max_associations(a: ApplicationEntity) -> tuple[str, list[str]] | None:
+    if a.max_associations is None:
         return None
-    if t.seconds is not None:
-        return f"{t.seconds:g} s"
-    return f"> {t.cap_seconds:g} s" if t.exceeded_cap else None
+    return (f"≥ {a.max_associations}" if a.max_associations_reached_cap else str(a.max_associations),
+            a.max_associations_evidence)
+
+
+def _intrusive_note(data: AuditData, aes: list[ApplicationEntity], what: str, notes: list[str] | None = None) -> str:
+    if not aes:
+        return "no DICOM AE audited"
+    if notes:
+        return "; ".join(notes)
+    return f"{what} not measured (scan.intrusive is off or the measurement failed; see the evidence list)"
 
 
 def n61(data: AuditData) -> AnnexTable:
     aes = _ok(data)
     t = "N.6-1"
-    max_assoc, max_ev = _per_ae(aes, lambda a: None if a.max_associations is None else
-                                (f"≥ {a.max_associations}" if a.max_associations_reached_cap else str(a.max_associations)))
-    idle, idle_ev = _per_ae(aes, lambda a: _timer(a, "idle_association"))
-    artim, artim_ev = _per_ae(aes, lambda a: _timer(a, "artim"))
-    request, req_ev = _per_ae(aes, lambda a: _timer(a, "association_request"))
-    intrusive_note = "not measured (scan.intrusive is off)" if aes else "no DICOM AE audited"
+    max_assoc, max_ev = _per_ae(aes, _max_associations, name_each=len(aes) > 1)
+    idle, idle_ev = _per_ae(aes, _timer("idle_association"), name_each=True)
+    artim, artim_ev = _per_ae(aes, _timer("artim"), name_each=True)
+    request, req_ev = _per_ae(aes, _timer("association_request"), name_each=True)
+    max_notes = [f"{_where(a)}: {a.max_associations_note}" for a in aes if a.max_associations_note]
+    requestor = "a requestor-side timer: dcsaudit sees the product as acceptor (dcsaudit listen does not time it)"
     rows = [
         [cells.label("General Parameters"), cells.label(""), cells.label(""), cells.label("")],
         _config_row(data, t, "Timeout waiting for acceptance or rejection Response to an Association Open Request. "
-                    "(Application-Level timeout)", None, [], note="a requestor-side timer; not observable as acceptor"),
+                    "(Application-Level timeout)", None, [], note=requestor),
         _config_row(data, t, "Timeout waiting for a response to an Association release request (Application Level Timeout)",
-                    None, [], note="a requestor-side timer; not observable as acceptor"),
-        _config_row(data, t, "General DIMSE level timeout Values", idle, idle_ev,
-                    "observed: an idle association is ended by the acceptor after this time" if idle else "",
-                    note=intrusive_note),
+                    None, [], note=requestor),
+        # Only a DIMSE request the acceptor itself waits on measures this; the idle timer is another row.
+        _config_row(data, t, "General DIMSE level timeout Values", None, [], observable=True,
+                    note="not measured: it needs a DIMSE request the product waits on (e.g. a C-STORE sub-operation "
+                    "of its C-GET); dcsaudit sends no DIMSE request other than C-ECHO"),
         [cells.label("DICOM Services Parameters"), cells.label(""), cells.label(""), cells.label("")],
         _config_row(data, t, "Maximum number of simultaneous Associations accepted", max_assoc, max_ev,
-                    "opened until the first refusal or the configured cap" if max_assoc else "", note=intrusive_note),
+                    "opened until the first (2, 3, x) refusal or the configured cap, counted twice" if max_assoc else "",
+                    note=_intrusive_note(data, aes, "maximum associations", max_notes), observable=True),
         [cells.label("Other parameters"), cells.label(""), cells.label(""), cells.label("")],
         _config_row(data, t, "ARTIM timeout (no A-ASSOCIATE-RQ after TCP connect)", artim, artim_ev,
-                    "PS3.8 §9.1.5; measured" if artim else "", note=intrusive_note),
+                    "PS3.8 §9.1.5; measured" if artim else "", note=_intrusive_note(data, aes, "ARTIM"),
+                    observable=True),
         _config_row(data, t, "Timeout for an incomplete A-ASSOCIATE-RQ", request, req_ev,
-                    "measured with half a PDU" if request else "", note=intrusive_note),
+                    "measured with half a PDU" if request else "", note=_intrusive_note(data, aes, "request timer"),
+                    observable=True),
+        _config_row(data, t, "Idle association timeout (acceptor ends an association without activity)", idle,
+                    idle_ev, "measured on an accepted, silent association" if idle else "",
+                    note=_intrusive_note(data, aes, "idle timer"), observable=True),
     ]
     return AnnexTable(id=t, title="General Configuration Parameters", columns=CONFIG_COLS, rows=rows)
+
+
+def _reference(pick: Callable[[ApplicationEntity], str | None]) -> Callable[[ApplicationEntity], tuple[str, list[str]] | None]:
+    """A value read from the AE's accepted reference association, with that association as evidence."""
+    def value(a: ApplicationEntity) -> tuple[str, list[str]] | None:
+        v = pick(a)
+        return None if v is None or a.reference_evidence is None else (v, [a.reference_evidence])
+    return value
 
 
 def n71(data: AuditData) -> AnnexTable:
     aes = _ok(data)
     t = "N.7-1"
-    accepted = [a for a in aes if any(x.outcome == "accepted" for x in a.attempts)]
+    accepted = [a for a in aes if a.reference_evidence is not None]
     ctx_val = APPLICATION_CONTEXT if accepted else None
-    ctx_ev = [e for a in accepted for e in a.evidence[:1]]
-    uid, uid_ev = _per_ae(aes, lambda a: a.implementation_class_uid)
-    ver, ver_ev = _per_ae(aes, lambda a: a.implementation_version_name)
-    pdu, pdu_ev = _per_ae(aes, lambda a: None if a.max_pdu_length is None else
-                          ("unlimited (0)" if a.max_pdu_length == 0 else str(a.max_pdu_length)))
-    artim, artim_ev = _per_ae(aes, lambda a: _timer(a, "artim"))
-    acc, acc_ev = _per_ae(aes, lambda a: None if a.max_associations is None else
-                          (f"≥ {a.max_associations}" if a.max_associations_reached_cap else str(a.max_associations)))
-    impl = _per_ae(aes, lambda a: a.implementation)[0]
+    ctx_ev = [a.reference_evidence for a in accepted if a.reference_evidence]
+    uid, uid_ev = _per_ae(aes, _reference(lambda a: a.implementation_class_uid))
+    ver, ver_ev = _per_ae(aes, _reference(lambda a: a.implementation_version_name))
+    pdu, pdu_ev = _per_ae(aes, _reference(lambda a: None if a.max_pdu_length is None else
+                                          ("unlimited (0)" if a.max_pdu_length == 0 else str(a.max_pdu_length))))
+    artim, artim_ev = _per_ae(aes, _timer("artim"), name_each=True)
+    acc, acc_ev = _per_ae(aes, _max_associations, name_each=len(aes) > 1)
+    impl = _per_ae(aes, _reference(lambda a: a.implementation))[0]
+    max_notes = [f"{_where(a)}: {a.max_associations_note}" for a in aes if a.max_associations_note]
 
     def row(name: str, observed: str | None, ev: list[str], note: str = "not verifiable from the network",
-            comment: str = "") -> list[Cell]:
-        c = cells.reconcile(data.declared, t, name, observed, ev, unobservable_note=note)
+            comment: str = "", observable: bool = False) -> list[Cell]:
+        c = cells.reconcile(data.declared, t, name, observed, ev, unobservable_note=note, observable=observable)
         if comment:
             c = c.model_copy(update={"note": (c.note + "; " if c.note else "") + comment})
         return [cells.label(name), c]
 
-    not_measured = "not measured (scan.intrusive is off)"
     rows = [
         [cells.label("Networking Services"), cells.label("")],
         row("Application Context Name", ctx_val, ctx_ev),
         row("Implementation Class UID", uid, uid_ev, comment=f"recognised as {impl}" if impl else ""),
         row("Implementation Version Name", ver, ver_ev),
         row("Maximum PDU Length", pdu, pdu_ev, comment="as announced in A-ASSOCIATE-AC" if pdu else ""),
-        row("ARTIM Timeout", artim, artim_ev, not_measured),
+        row("ARTIM Timeout", artim, artim_ev, _intrusive_note(data, aes, "ARTIM"), observable=True),
         row("Maximum number of simultaneous Associations as Association Initiator", None, [],
             "the number of associations a product opens is not observable"),
-        row("Maximum number of simultaneous Associations as Association Acceptor", acc, acc_ev, not_measured),
+        row("Maximum number of simultaneous Associations as Association Acceptor", acc, acc_ev,
+            _intrusive_note(data, aes, "maximum associations", max_notes), observable=True),
         row("Maximum number of outstanding asynchronous Transactions", None, [],
-            "not probed: dcsaudit does not propose Asynchronous Operations Window"),
+            "not probed: dcsaudit does not propose Asynchronous Operations Window", observable=True),
     ]
     return AnnexTable(id=t, title="General Association Parameters", columns=["Name", "Value"], rows=rows,
                       empty_reason="" if aes else "no DICOM AE was audited")
@@ -149,7 +192,7 @@ def service_tables(data: AuditData) -> list[tuple[str, AnnexTable]]:
             accepted = [c for c in a.presentation_contexts if c.accepted and service_of(c.abstract_syntax) == service]
             if not accepted:
                 continue
-            ev = a.evidence[:1]
+            ev = [a.reference_evidence] if a.reference_evidence else []
             called_comment = ("any Called AE Title is accepted" if a.accepts_any_called_ae
                               else "other Called AE Titles are refused" if a.accepts_any_called_ae is False else "")
             rows.append(_config_row(data, t, "Called AE Title (SCP)", a.ae_title, ev, called_comment))
@@ -167,31 +210,44 @@ def _initiator_types(inits: list[Initiator]) -> set[int]:
     return {i.user_identity_type for i in inits if i.user_identity_type is not None}
 
 
-def _acceptor_support(aes: list[ApplicationEntity], identity_type: int) -> tuple[str | None, list[str], str]:
-    """Does some AE take this identity type? (value or None, evidence, note when None).
+# What a classification says in the Y/N columns of N.8-2 and N.8-9. Y only where support is proven,
+# N only where the type is proven not to be checked; everything else is not observed, with its reason.
+def _identity_mark(identity_type: int, result: IdentityTypeResult) -> str | None:
+    c = result.classification
+    if c == "supported":
+        return "Y"
+    if c == "not_checked":
+        return "N"
+    if c == "accepted_unchecked":
+        # PS3.15 B.4 (type 1) needs no check; for a passcode, ticket, assertion or token it means no authentication.
+        return "Y" if identity_type == 1 else "N"
+    return None
 
-    Y when an identity of the type was accepted (valid credentials, or a positive response); N when
-    every AE ignored it (accepted the association without looking). A rejected *invalid* identity
-    proves support only when the AE let another type through; an acceptor that refuses every type
-    looks the same on the wire whether it knows this one or not, so that stays not verifiable until
-    valid credentials of the type are given.
-    """
-    outcomes = [(a, a.user_identity.types.get(str(identity_type), "not_tested")) for a in aes]
-    tested = [(a, o) for a, o in outcomes if o != "not_tested"]
-    if not tested:
-        return None, [], "user identity not probed"
-    ev = [e for a, _ in tested for e in a.evidence[:2]]
-    if any(o == "accepted" for _, o in tested):
-        return "Y", ev, ""
-    # A rejection does prove support when the same AE let another identity type through: it tells
-    # this type apart from the others.
-    if any(o == "rejected" and any(v in ("ignored", "accepted") for k, v in a.user_identity.types.items()
-                                   if k != str(identity_type)) for a, o in tested):
-        return "Y", ev, ""
-    if all(o == "ignored" for _, o in tested):
-        return "N", ev, ""
-    return None, ev, (f"type {identity_type} with invalid credentials was rejected; support cannot be told "
-                      "from refusal without valid credentials of this type")
+
+def _acceptor_support(aes: list[ApplicationEntity], identity_type: int) -> tuple[str | None, list[str], str]:
+    """(Y/N or None, the identity attempts it rests on, the reasons where None) over the audited AEs."""
+    marks = [(a, _identity_mark(identity_type, r), r) for a in aes
+             if (r := a.user_identity.types.get(str(identity_type))) is not None]
+    known = [(a, m, r) for a, m, r in marks if m is not None]
+    reasons = "; ".join(f"{_where(a)}: type {identity_type} {r.classification.replace('_', ' ')} — {r.reason}"
+                        for a, m, r in marks if m is None) or "user identity not probed"
+    if not known:
+        return None, [], reasons
+    ev = list(dict.fromkeys(e for _, _, r in known for e in r.evidence))
+    # An AE where the type was not tested says nothing against the others; an undetermined one is
+    # named beside the value.
+    undetermined = [a for a, m, r in marks if m is None and r.classification != "not_tested"]
+    values = {m for _, m, _ in known}
+    value = values.pop() if len(values) == 1 and not undetermined else \
+        "; ".join(f"{_where(a)}: {m}" for a, m, _ in known)
+    return value, ev, reasons if len(known) < len(marks) else ""
+
+
+# PS3.2 Table N.8-2 rows in the standard's order, with the User-Identity-Type each profile is about
+# (PS3.15 B.4 Basic: type 1; B.5: type 2; B.6: type 3; B.7: type 4).
+IDENTITY_PROFILES = (("Basic User Identity Association", 1), ("User Identity Plus Passcode Association", 2),
+                     ("Kerberos Identity Negotiation Association", 3),
+                     ("Generic SAML Assertion Identity Negotiation Association", 4))
 
 
 def n82(data: AuditData) -> AnnexTable:
@@ -201,21 +257,18 @@ def n82(data: AuditData) -> AnnexTable:
     sent = _initiator_types(inits)
     init_ev = [e for i in inits for e in i.evidence[:1]]
     rows = []
-    for name, types in (("Basic User Identity Association", (1, 2)), ("User Identity Plus Passcode Association", (2,)),
-                        ("Kerberos Identity Negotiation Association", (3,)),
-                        ("Generic SAML Assertion Identity Negotiation Association", (4,))):
-        sender = ("Y" if sent & set(types) else "N") if inits else None
-        probed = [_acceptor_support(aes, ty) for ty in types]
-        support = [s for s in probed if s[0] is not None]
-        receiver = ("Y" if any(s[0] == "Y" for s in support) else "N") if support else None
-        recv_ev = [e for s in probed for e in s[1]]
-        recv_note = "; ".join(s[2] for s in probed if s[2]) or "user identity not probed"
+    for name, ty in IDENTITY_PROFILES:
+        sender = ("Y" if ty in sent else "N") if inits else None
+        receiver, recv_ev, recv_note = _acceptor_support(aes, ty)
+        recv = cells.reconcile(data.declared, t, f"{name} | Consumer/Receiver", receiver, recv_ev,
+                               unobservable_note=recv_note, observable=True)
+        if receiver is not None and recv_note:
+            recv = recv.model_copy(update={"note": recv_note})
         rows.append([
             cells.label(name),
             cells.reconcile(data.declared, t, f"{name} | Creator/Sender", sender, init_ev,
-                            unobservable_note="no association captured by dcsaudit listen"),
-            cells.reconcile(data.declared, t, f"{name} | Consumer/Receiver", receiver, recv_ev,
-                            unobservable_note=recv_note),
+                            unobservable_note="no association captured by dcsaudit listen", observable=True),
+            recv,
             cells.label("N.8.5"),
         ])
     return AnnexTable(id=t, title="Secure Use and User Identity Profiles",
@@ -248,22 +301,32 @@ def n89(data: AuditData) -> AnnexTable:
     t = "N.8-9"
     aes = _ok(data)
     per_type = {ty: _acceptor_support(aes, ty) for ty in range(1, 6)}
-    tested = {ty: s for ty, s in per_type.items() if s[0] is not None}
-    supported = [str(ty) for ty, s in tested.items() if s[0] == "Y"]
-    ev = [e for s in tested.values() for e in s[1]]
-    sup = ("Y" if supported else "N") if tested else None
+    supported = [str(ty) for ty, (v, _, _) in per_type.items() if v == "Y"]
+    # A "Y" rests on the supported types' attempts; an "N" on every type's.
+    ev = list(dict.fromkeys(e for ty, (v, evs, _) in per_type.items()
+                            if v is not None and (v == "Y" or not supported) for e in evs))
+    undetermined = [note for _, (v, _, note) in per_type.items() if note and note != "user identity not probed"]
+    if supported:
+        sup: str | None = "Y"
+    elif all(v == "N" for v, _, _ in per_type.values() if v is not None) and not undetermined \
+            and any(v is not None for v, _, _ in per_type.values()):
+        sup = "N"
+    else:
+        sup = None
+    why = "; ".join(undetermined) or "user identity not probed"
     notes = []
     for a in aes:
         u = a.user_identity
-        if u.support != "unknown":
-            notes.append(f"{a.ae_title}@{a.host}:{a.port}: {u.support.replace('_', ' ')}"
-                         + (f", reject coding {u.reject_coding}" if u.reject_coding != "none" else ""))
+        notes.append(f"{_where(a)}: identity " + ("required" if u.enforced else "not required" if u.enforced is False
+                                                   else "requirement undetermined") + f" ({u.enforced_reason})"
+                     + (f", reject coding {u.reject_coding}" if u.reject_coding != "none" else ""))
     rows = [[
         cells.label("User-Identity-Type"),
-        cells.reconcile(data.declared, t, "User-Identity-Type | Supported", sup, ev,
-                        unobservable_note="user identity not probed"),
-        cells.reconcile(data.declared, t, "User-Identity-Type", ", ".join(supported) if supported else None, ev,
-                        unobservable_note="user identity not probed" if not tested else "no type is processed"),
+        cells.reconcile(data.declared, t, "User-Identity-Type | Supported", sup, ev, unobservable_note=why,
+                        observable=True),
+        cells.reconcile(data.declared, t, "User-Identity-Type",
+                        ", ".join(supported) if supported else ("none" if sup == "N" else None), ev,
+                        unobservable_note=why, observable=True),
     ]]
     return AnnexTable(id=t, title="User Identity Negotiation as Association Acceptor",
                       columns=["User Identity Negotiation", "Supported", "Supported Value"], rows=rows, notes=notes)

@@ -15,8 +15,6 @@ from pydantic import Field
 
 from dcsaudit.models.core import Model
 
-UidOutcome = Literal["accepted", "rejected", "ignored", "not_tested"]
-
 # How one association attempt ended, from the requestor's point of view.
 AssocOutcome = Literal[
     "accepted",  # A-ASSOCIATE-AC (even when every presentation context was refused)
@@ -29,9 +27,6 @@ AssocOutcome = Literal[
     "protocol_error",  # the answer was not a well-formed PDU (garbage, absurd length, …)
     "error",  # anything else (unreachable, internal)
 ]
-
-UidSupport = Literal["not_supported", "supported_not_enforced", "enforced", "unknown"]
-
 
 class RejectTriple(Model):
     """A-ASSOCIATE-RJ fields (PS3.8 §9.3.4): result, source, reason/diag, with their PS3.8 meanings."""
@@ -92,23 +87,85 @@ class AssociationAttempt(Model):
     released: bool | None = None
     duration_ms: float = 0.0
     evidence: str | None = None
+    retries: int = Field(default=0, description="fresh connections tried after a transient answer (PS3.8 §9.3.4 "
+                         "rejected-transient, or an A-ABORT in answer to the request)")
+    busy: bool = Field(default=False, description="the transient answer persisted through every retry: the product "
+                       "was busy, so this attempt proves nothing about titles, identity or verification")
+    retry_evidence: list[str] = Field(default_factory=list, description="evidence of the retried answers")
+
+    @property
+    def transient(self) -> bool:
+        """A-ASSOCIATE-RJ with result 2 (rejected-transient) or an A-ABORT instead of an answer."""
+        return (self.outcome == "rejected" and self.reject is not None and self.reject.result == 2) \
+            or self.outcome == "aborted"
+
+    @property
+    def decisive_accept(self) -> bool:
+        return self.outcome == "accepted"
+
+    @property
+    def title_reject(self) -> bool:
+        """Rejected by the service user for an AE title (PS3.8 §9.3.4: reasons 3 and 7)."""
+        return self.outcome == "rejected" and self.reject is not None and self.reject.source == 1 \
+            and self.reject.reason in (3, 7)
+
+    @property
+    def refused(self) -> bool:
+        """A definite refusal: a reject or abort that persisted and is not the product being busy."""
+        return self.outcome in ("rejected", "aborted") and not self.busy
 
 
-def _all_not_tested() -> dict[str, UidOutcome]:
-    return {str(t): "not_tested" for t in range(1, 6)}
+# How the acceptor answered one identity probe, normalised for the classifier.
+IdentityAnswer = Literal[
+    "accepted_with_response",  # A-ASSOCIATE-AC carrying a User Identity AC sub-item (0x59)
+    "accepted",  # A-ASSOCIATE-AC without 0x59 (PS3.7 D.3.3.7 allows it for a checked identity)
+    "refused",  # A-ASSOCIATE-RJ (or A-ABORT) that persisted and is not the product being busy
+    "title_refused",  # refused for its AE titles (1, 1, 3) / (1, 1, 7): says nothing about identity
+    "busy",  # rejected-transient / aborted through every retry
+    "no_answer",  # closed, timeout, TLS failure, protocol error
+]
+
+RejectCoding = Literal["conformant", "transient", "non_standard", "none"]
+
+# What the evidence proves about one User-Identity-Type (PS3.7 D.3.3.7, PS3.15 B.4–B.7).
+IdentityClass = Literal[
+    "supported",  # invalid credentials refused and valid ones accepted: the type is checked
+    "accepted_unchecked",  # invalid credentials accepted with a positive response, or where no identity is refused
+    "not_checked",  # invalid credentials accepted exactly like no identity at all: the type is ignored
+    "refused",  # even the configured valid credentials were refused
+    "undetermined",  # the wire cannot tell; ``reason`` says why
+    "not_tested",  # not probed; ``reason`` says why
+]
+
+
+class IdentityTypeResult(Model):
+    """The verdict on one User-Identity-Type and the answers it was derived from."""
+
+    classification: IdentityClass = "not_tested"
+    reason: str = ""
+    without_identity: IdentityAnswer | None = None
+    invalid: IdentityAnswer | None = None
+    valid: IdentityAnswer | None = None
+    positive_response_missing: bool = Field(
+        default=False, description="a positive response was requested and the accepted valid identity got no 0x59")
+    evidence: list[str] = Field(default_factory=list, description="the attempts the verdict is derived from")
+
+
+def _all_not_tested() -> dict[str, IdentityTypeResult]:
+    return {str(t): IdentityTypeResult(reason="user identity not probed") for t in range(1, 6)}
 
 
 class UserIdentityResult(Model):
-    """User Identity Negotiation as acceptor (PS3.7 D.3.3.7, PS3.2 Table N.8-9)."""
+    """User Identity Negotiation as acceptor (PS3.7 D.3.3.7, PS3.2 Table N.8-9), one verdict per type."""
 
-    types: dict[str, UidOutcome] = Field(default_factory=_all_not_tested)
-    enforced: bool | None = None
-    support: UidSupport = "unknown"
-    valid_credentials: dict[str, UidOutcome] = Field(
-        default_factory=dict, description="type -> outcome with the configured valid credentials")
+    types: dict[str, IdentityTypeResult] = Field(default_factory=_all_not_tested)
+    enforced: bool | None = Field(default=None, description="an association without identity is refused for that "
+                                  "reason while a valid identity is accepted (None: undetermined)")
+    enforced_reason: str = ""
+    enforced_evidence: list[str] = Field(default_factory=list)
     reject_triples: dict[str, RejectTriple] = Field(
         default_factory=dict, description="type -> triple of the rejection of invalid credentials")
-    reject_coding: Literal["conformant", "transient", "non_standard", "none"] = Field(
+    reject_coding: RejectCoding = Field(
         default="none", description="PS3.7 D.3.3.7.3 wants (1, 2, x): rejected-permanent by the ACSE provider")
     notes: list[str] = Field(default_factory=list)
 
@@ -138,6 +195,9 @@ class ApplicationEntity(Model):
     artim_seconds: float | None = None
     max_associations: int | None = None
     evidence: list[str] = Field(default_factory=list)
+    busy_retries: int = Field(default=0, description="retries after transient answers over all attempts")
+    reference_evidence: str | None = Field(
+        default=None, description="the accepted association that implementation identity and contexts come from")
     # Details beyond the contract.
     configured: bool = Field(default=True, description="listed in the config (False: found by identification)")
     calling_ae_title: str = ""
@@ -154,6 +214,8 @@ class ApplicationEntity(Model):
         default_factory=dict, description="artim, association_request, idle_association")
     max_associations_reached_cap: bool | None = None
     max_associations_reject: RejectTriple | None = None
+    max_associations_evidence: list[str] = Field(default_factory=list)
+    max_associations_note: str = ""
     attempts: list[AssociationAttempt] = Field(default_factory=list)
     associations_used: int = 0
     duration_ms: float = 0.0

@@ -11,8 +11,13 @@ Per AE, in this order (one association each unless said otherwise):
 3. Vendor-default titles (``scan.dicom.default_called_aes`` / ``default_calling_aes``), only where the
    random title was refused (otherwise every title is accepted anyway).
 4. User Identity Negotiation types 1–5 with invalid, then valid credentials (``user_identity``).
-5. Intrusive, opt-in: ARTIM / request / idle timers (3 concurrent connections, bounded by the timer
-   cap) and the maximum number of simultaneous associations (up to the configured cap).
+5. Intrusive, opt-in: ARTIM / idle / request timers (bounded by the timer cap) and the maximum
+   number of simultaneous associations (up to the configured cap, counted twice).
+
+A host gets at most ``scan.dicom.associations_per_host`` associations from the audit at a time
+(default 1: modalities often allow one or two). A transient answer is retried on a fresh connection
+(:func:`dcsaudit.probes.dicom_client.run_attempt`); what the answers prove is decided in
+:mod:`dcsaudit.dicom_verdicts`.
 
 Typically 8 associations for an acceptor that takes any title, up to ~20 with title checks, identity
 types and valid credentials; against a local pynetdicom or DCMTK SCP the non-intrusive part takes
@@ -26,18 +31,27 @@ import secrets
 import ssl
 import string
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
 
+from dcsaudit import budgets, dicom_verdicts
 from dcsaudit.config import ApplicationEntityConfig, ConfigError
 from dcsaudit.context import AuditContext
 from dcsaudit.models.core import Reason
-from dcsaudit.models.dicom import ApplicationEntity, AssociationAttempt, PresentationContextResult
+from dcsaudit.models.dicom import (
+    ApplicationEntity,
+    AssociationAttempt,
+    MeasuredTimeout,
+    PresentationContextResult,
+)
 from dcsaudit.models.endpoint import Endpoint
 from dcsaudit.probes import dicom_params, dicom_ul, user_identity
 from dcsaudit.probes.dicom_client import Spec, Target, run_attempt
 from dcsaudit.probes.dicom_impl import recognise
 from dcsaudit.probes.dicom_sop import SopClass, resolve, service_of
 
+T = TypeVar("T")
 UNKNOWN_AE = "ANY-SCP"
 # Outcomes that mean "no DICOM conversation is possible here": stop auditing this AE after the baseline.
 FATAL = {"closed", "refused", "timeout", "tls_failure", "protocol_error", "error"}
@@ -72,98 +86,78 @@ def _timeouts(ctx: AuditContext) -> dicom_ul.Timeouts:
     return dicom_ul.Timeouts(connect=t.connect, tls=t.tls_handshake, acse=t.dicom, dimse=t.dicom)
 
 
-def _title_verdict(baseline: AssociationAttempt, probe: AssociationAttempt, reason_code: int) -> bool | None:
-    """Did the acceptor take an unknown title? None when the answer does not tell."""
-    if probe.outcome == "accepted":
-        return True
-    if probe.outcome == "rejected" and probe.reject is not None:
-        if probe.reject.source == 1 and probe.reject.reason == reason_code:
-            return False
-        if baseline.outcome == "accepted":
-            return False  # only the title differed from an accepted request
-    if probe.outcome == "aborted" and baseline.outcome == "accepted":
-        return False  # "rejected (non-standard)": A-ABORT instead of an RJ (digest §3 step 4)
-    if probe.outcome == "closed" and baseline.outcome == "accepted":
-        return False
-    return None
+@dataclass
+class _AeTarget:
+    ae_title: str
+    host: str
+    port: int
+    tls: bool
+    configured: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.host}:{self.port}/{'dicom-tls' if self.tls else 'dicom'}"
 
 
-class _HostGate:
-    """Keeps a host's intrusive measurements apart from every other probe of that host.
+@dataclass
+class _Held:
+    """What the ordinary phase hands to the intrusive one."""
 
-    Products share one association limit across their AEs and ports: holding associations open (max
-    associations) or idle (timers) while another AE of the same host is being audited would starve it
-    and record a false (2, 3, 2) "local-limit-exceeded" reject. So each AE's intrusive step waits until
-    every AE of the host has finished its ordinary probes, and then runs alone.
-    """
-
-    def __init__(self, aes: int) -> None:
-        self.pending = aes
-        self.ordinary_done = asyncio.Event()
-        self.intrusive = asyncio.Lock()
-        if aes <= 0:
-            self.ordinary_done.set()
-
-    def arrive(self) -> None:
-        self.pending -= 1
-        if self.pending <= 0:
-            self.ordinary_done.set()
+    target: Target
+    spec: Spec  # the accepted reference request (titles, identity) for idle and max-associations
 
 
-async def _audit_ae(ctx: AuditContext, ae_title: str, host: str, port: int, tls: bool, configured: bool,
-                    gate: _HostGate | None = None) -> ApplicationEntity:
-    gate = gate or _HostGate(1)
-    arrived = False
-
-    def arrive() -> None:
-        nonlocal arrived
-        if not arrived:
-            arrived = True
-            gate.arrive()
-
-    try:
-        return await _audit_ae_phases(ctx, ae_title, host, port, tls, configured, gate, arrive)
-    finally:
-        arrive()
+def _finish(ae: ApplicationEntity, target: Target | None, start: float, **update: object) -> ApplicationEntity:
+    """The AE with its attempts, evidence, retry count and duration brought up to date."""
+    attempts = target.attempts if target is not None else ae.attempts
+    ev = list(dict.fromkeys([*ae.evidence, *(e for a in attempts for e in (*a.retry_evidence, a.evidence) if e)]))
+    return ae.model_copy(update={
+        "attempts": list(attempts), "associations_used": sum(1 + a.retries for a in attempts),
+        "busy_retries": sum(a.retries for a in attempts), "evidence": ev,
+        "duration_ms": round((time.perf_counter() - start) * 1000, 3), **update})
 
 
-async def _audit_ae_phases(ctx: AuditContext, ae_title: str, host: str, port: int, tls: bool, configured: bool,
-                           gate: _HostGate, arrive: Callable[[], None]) -> ApplicationEntity:
+def _error_ae(ctx: AuditContext, t: _AeTarget, reason: Reason, summary: str, error: str) -> ApplicationEntity:
+    ev = ctx.evidence.add("dicom.assoc", t.label, ok=False, reason=reason, summary=f"AE {t.ae_title}: {summary}")
+    return ApplicationEntity(ae_title=t.ae_title, host=t.host, port=t.port, tls=t.tls, configured=t.configured,
+                             calling_ae_title=ctx.config.scan.calling_ae_title, error=error, evidence=[ev.id])
+
+
+async def _ordinary(ctx: AuditContext, t: _AeTarget) -> tuple[ApplicationEntity, _Held | None]:
+    """Baseline, AE title policy, vendor-default titles and User Identity: one association at a time."""
     start = time.perf_counter()
     cfg = ctx.config.scan
     calling = cfg.calling_ae_title
-    label = f"{host}:{port}/{'dicom-tls' if tls else 'dicom'}"
-    base = {"ae_title": ae_title, "host": host, "port": port, "tls": tls, "configured": configured,
-            "calling_ae_title": calling}
+    base = ApplicationEntity(ae_title=t.ae_title, host=t.host, port=t.port, tls=t.tls, configured=t.configured,
+                             calling_ae_title=calling)
     sops, unknown = resolve(list(cfg.dicom.sop_classes))
-    extra_ev: list[str] = []
     if unknown:
-        extra_ev.append(ctx.evidence.add("dicom.assoc", label, ok=False, reason=Reason.SKIPPED,
-                                         summary=f"unknown SOP class names ignored: {', '.join(unknown)}").id)
+        ev = ctx.evidence.add("dicom.assoc", t.label, ok=False, reason=Reason.SKIPPED,
+                              summary=f"unknown SOP class names ignored: {', '.join(unknown)}")
+        base = base.model_copy(update={"evidence": [ev.id]})
     try:
-        ssl_ctx = build_ssl_context(ctx) if tls else None
+        ssl_ctx = build_ssl_context(ctx) if t.tls else None
     except (OSError, ssl.SSLError, ConfigError) as exc:
-        ev = ctx.evidence.add("dicom.assoc", label, ok=False, reason=Reason.TLS_FAILURE,
+        ev = ctx.evidence.add("dicom.assoc", t.label, ok=False, reason=Reason.TLS_FAILURE,
                               summary=f"cannot build the TLS client context: {type(exc).__name__}")
-        return ApplicationEntity(**base, error="TLS client context unusable", evidence=[*extra_ev, ev.id])
-    target = Target(ctx, host, port, ssl_ctx, _timeouts(ctx))
+        return base.model_copy(update={"error": "TLS client context unusable",
+                                       "evidence": [*base.evidence, ev.id]}), None
+    target = Target(ctx, t.host, t.port, ssl_ctx, _timeouts(ctx), busy_retry_seconds=cfg.dicom.busy_retry_seconds)
     verification = (sops[0],)
 
-    def spec(purpose: str, called: str = ae_title, calling_ae: str = calling,
+    def spec(purpose: str, called: str = t.ae_title, calling_ae: str = calling,
              sop: tuple[SopClass, ...] = verification, uid: dicom_ul.UserIdentityRQ | None = None) -> Spec:
         # Only the baselines send a C-ECHO; the other probes only need the association answer.
         return Spec(purpose, called, calling_ae, sop, uid, echo=purpose.startswith("baseline"))
 
-    ctx.progress(f"DICOM {label} AE {ae_title}")
+    ctx.progress(f"DICOM {t.label} AE {t.ae_title}")
     baseline, _ = await run_attempt(target, spec("baseline", sop=tuple(sops)))
-    if baseline.outcome in FATAL:
-        return ApplicationEntity(**base, error=f"baseline association: {baseline.outcome}"
-                                 + (f" ({baseline.error})" if baseline.error else ""),
-                                 attempts=target.attempts, associations_used=len(target.attempts),
-                                 evidence=[*extra_ev, *(a.evidence for a in target.attempts if a.evidence)],
-                                 duration_ms=round((time.perf_counter() - start) * 1000, 3))
+    if baseline.outcome in FATAL or baseline.busy:
+        why = "product busy (rejected-transient or aborted through every retry)" if baseline.busy else baseline.outcome
+        return _finish(base, target, start, error=f"baseline association: {why}"
+                       + (f" ({baseline.error})" if baseline.error else "")), None
 
-    passcode_ok = tls or ctx.config.scan.intrusive.passcode_over_plaintext
+    passcode_ok = t.tls or ctx.config.scan.intrusive.passcode_over_plaintext
     valid, uid_notes = user_identity.valid_identities(ctx.config.credentials.user_identity, passcode_allowed=passcode_ok)
     reference = baseline  # the accepted request the title probes are compared with
     auth: dicom_ul.UserIdentityRQ | None = None
@@ -173,16 +167,16 @@ async def _audit_ae_phases(ctx: AuditContext, ae_title: str, host: str, port: in
         if with_id.outcome == "accepted":
             reference, auth = with_id, best.rq
 
-    # 2. AE title policy.
+    # AE title policy (PS3.8 §9.3.4).
     any_called, _ = await run_attempt(target, spec("any_called_ae", called=random_ae(), uid=auth))
     any_calling, _ = await run_attempt(target, spec("any_calling_ae", calling_ae=random_ae(), uid=auth))
-    accepts_called = _title_verdict(reference, any_called, 7)
-    accepts_calling = _title_verdict(reference, any_calling, 3)
+    accepts_called = dicom_verdicts.title_policy(reference, any_called, 7)
+    accepts_calling = dicom_verdicts.title_policy(reference, any_calling, 3)
     default_called: list[str] = []
     default_calling: list[str] = []
     if accepts_called is False:
         for title in cfg.dicom.default_called_aes:
-            if title.strip() != ae_title.strip():
+            if title.strip() != t.ae_title.strip():
                 a, _ = await run_attempt(target, spec("default_called_ae", called=title, uid=auth))
                 if a.outcome == "accepted":
                     default_called.append(title)
@@ -193,114 +187,171 @@ async def _audit_ae_phases(ctx: AuditContext, ae_title: str, host: str, port: in
                 if a.outcome == "accepted":
                     default_calling.append(title)
 
-    # 4. User Identity Negotiation.
-    uid_result = None
+    # User Identity Negotiation: per type, invalid then (configured) valid credentials.
+    uid_result = dicom_verdicts.classify_identity(None, {}, {}, ["user identity not probed"])
     if cfg.dicom.user_identity:
         invalid: dict[int, AssociationAttempt] = {}
-        notes = list(uid_notes)
-        for t in range(1, 6):
-            if t == 2 and not passcode_ok:
-                notes.append("type 2 not tested: no TLS and scan.intrusive.passcode_over_plaintext is false")
+        not_tested: dict[int, str] = {}
+        for ty in range(1, 6):
+            if ty == 2 and not passcode_ok:
+                not_tested[2] = "not sent: no TLS and scan.intrusive.passcode_over_plaintext is false"
                 continue
-            invalid[t], _ = await run_attempt(target, spec(f"user_identity_{t}_invalid", uid=user_identity.invalid_identity(t)))
+            invalid[ty], _ = await run_attempt(target, spec(f"user_identity_{ty}_invalid",
+                                                            uid=user_identity.invalid_identity(ty)))
         valid_attempts: dict[int, AssociationAttempt] = {}
         for v in valid:
             valid_attempts[v.identity_type], _ = await run_attempt(
                 target, spec(f"user_identity_{v.identity_type}_valid", uid=v.rq))
-        uid_result = user_identity.classify(baseline, invalid, valid_attempts, notes)
+        uid_result = dicom_verdicts.classify_identity(baseline, invalid, valid_attempts, list(uid_notes), not_tested)
 
-    # 5. Intrusive measurements, alone on the host (see _HostGate).
-    # Timers first: they last at least the acceptor's ARTIM, so by the time they end every connection
-    # that our inventory and identification left in the acceptor's ARTIM state (an nmap connect scan
-    # leaves one per port in pynetdicom) has expired and no longer takes one of the slots that the
-    # max-associations count must see. The timer connections themselves are closed when they end.
-    arrive()
-    max_assoc = reached = None
-    max_reject = None
-    timers = {}
-    intrusive = ctx.config.scan.intrusive
-    if intrusive.max_associations or intrusive.measure_timeouts:
-        await gate.ordinary_done.wait()
-        async with gate.intrusive:
-            ctx.progress(f"DICOM {label}: intrusive measurements (timers up to {cfg.dicom.timer_cap_seconds:.0f} s,"
-                         " max associations)")
-            if intrusive.measure_timeouts:
-                timers = await dicom_params.measure_timers(target, ae_title, cfg.dicom.timer_cap_seconds)
-            if intrusive.max_associations and reference.outcome == "accepted":
-                max_assoc, reached, max_reject = await dicom_params.measure_max_associations(
-                    target, spec("max_associations", uid=auth), intrusive.max_associations_cap)
-
-    contexts: list[PresentationContextResult] = reference.contexts if reference.outcome == "accepted" else []
+    accepted = reference.outcome == "accepted"
+    contexts: list[PresentationContextResult] = reference.contexts if accepted else []
     unauth_qr = [c.name for c in baseline.contexts if baseline.outcome == "accepted" and c.accepted
                  and service_of(c.abstract_syntax) in ("query_retrieve", "worklist")]
-    artim = timers.get("artim")
-    timer_ev = [t.evidence for t in timers.values() if t.evidence]
-    return ApplicationEntity(
-        **base,
-        verification=(reference.outcome == "accepted" and reference.echo_status == 0)
-        if reference.outcome in ("accepted", "rejected", "aborted") else None,
+    ae = _finish(
+        base, target, start,
+        verification=dicom_verdicts.verification(reference),
         accepts_any_called_ae=accepts_called,
         accepts_any_calling_ae=accepts_calling,
         implementation_class_uid=reference.implementation_class_uid,
         implementation_version_name=reference.implementation_version_name,
         implementation=recognise(reference.implementation_class_uid),
         max_pdu_length=reference.max_pdu_length,
-        user_identity=uid_result or user_identity.classify(None, {}, {}, ["user identity not probed"]),
-        artim_seconds=artim.seconds if artim is not None and not artim.exceeded_cap else None,
-        max_associations=max_assoc,
-        max_associations_reached_cap=reached,
-        max_associations_reject=max_reject,
+        reference_evidence=reference.evidence if accepted else None,
+        user_identity=uid_result,
         called_ae_reject=any_called.reject,
         calling_ae_reject=any_calling.reject,
         default_called_aes_accepted=default_called,
         default_calling_aes_accepted=default_calling,
         presentation_contexts=contexts,
         unauthenticated_query_retrieve=unauth_qr,
-        timeouts=timers,
-        attempts=target.attempts,
-        associations_used=len(target.attempts),
-        evidence=[*extra_ev, *(a.evidence for a in target.attempts if a.evidence), *timer_ev],
-        duration_ms=round((time.perf_counter() - start) * 1000, 3),
     )
+    held = _Held(target, spec("held", uid=auth)) if accepted else None
+    return ae, held
 
 
-async def _guarded(ctx: AuditContext, ae_title: str, host: str, port: int, tls: bool, configured: bool,
-                   gate: _HostGate | None = None) -> ApplicationEntity:
-    """The per-AE audit bounded by ``timeouts.endpoint``; a bug or overrun becomes an error result.
+async def _intrusive(ctx: AuditContext, ae: ApplicationEntity, held: _Held) -> ApplicationEntity:
+    """Opt-in measurements, run while no other probe talks to the host.
 
-    With intrusive steps an AE may wait for the other AEs of its host, so its bound grows with them.
+    Order: ARTIM and the idle timer first (both last at least the acceptor's own timer, so anything
+    our inventory or identification left in the acceptor's ARTIM state has expired when they end),
+    then the maximum number of associations, then the request timer (it may leave a slot taken until
+    the acceptor's ARTIM fires, so nothing is measured after it).
     """
-    endpoint = ctx.config.scan.timeouts.endpoint
-    bound = endpoint
-    intrusive = ctx.config.scan.intrusive
-    if intrusive.max_associations or intrusive.measure_timeouts:
-        per_ae = endpoint + (ctx.config.scan.dicom.timer_cap_seconds if intrusive.measure_timeouts else 0)
-        bound = per_ae * max(1, gate.pending if gate else 1)
-    label = f"{host}:{port}/{'dicom-tls' if tls else 'dicom'}"
+    start = time.perf_counter()
+    target = held.target
+    cfg = ctx.config.scan
+    intrusive = cfg.intrusive
+    label = f"{ae.host}:{ae.port}/{'dicom-tls' if ae.tls else 'dicom'}"
+    ctx.progress(f"DICOM {label}: intrusive measurements (timers up to {cfg.dicom.timer_cap_seconds:.0f} s,"
+                 " max associations)")
+    timers: dict[str, MeasuredTimeout] = {}
+    update: dict[str, object] = {}
+    cap = cfg.dicom.timer_cap_seconds
+    if intrusive.measure_timeouts:
+        idle_spec = Spec("idle_association", held.spec.called_ae, held.spec.calling_ae, held.spec.sop_classes,
+                         held.spec.user_identity, echo=False)
+        timers.update(await dicom_params.measure_timers(target, idle_spec, cap, cfg.dicom.associations_per_host))
+    if intrusive.max_associations:
+        artim_t = timers.get("artim")
+        await _wait_for_bare_connections(ctx, target, artim_t.seconds if artim_t is not None else None)
+        m = await dicom_params.measure_max_associations(target, held.spec, intrusive.max_associations_cap)
+        update.update(max_associations=m.count, max_associations_reached_cap=m.reached_cap if m.count else None,
+                      max_associations_reject=m.reject, max_associations_evidence=m.evidence,
+                      max_associations_note=m.note)
+    if intrusive.measure_timeouts:
+        timers["association_request"] = await dicom_params.measure_request_timer(target, cap)
+    artim = timers.get("artim")
+    timer_ev = [x.evidence for x in timers.values() if x.evidence]
+    done = _finish(ae, target, start, timeouts=timers,
+                   artim_seconds=artim.seconds if artim is not None and not artim.exceeded_cap else None, **update)
+    return done.model_copy(update={"evidence": [*done.evidence, *timer_ev],
+                                   "duration_ms": round(ae.duration_ms + done.duration_ms, 3)})
+
+
+def _last_bare_connect(ctx: AuditContext, host: str, port: int) -> float | None:
+    """When this audit last left a connection without a request on the port (inventory connect scan,
+    failed TLS handshake), as a time.time() value; None if it never did."""
+    key = f"{host}:{port}/tcp"
+    times = [e.at.timestamp() for e in ctx.evidence.items() if e.target == key and e.data.get("bare_connect")]
+    return max(times, default=None)
+
+
+async def _wait_for_bare_connections(ctx: AuditContext, target: Target, artim: float | None) -> None:
+    """Let the acceptor's ARTIM timer end the connections our inventory left, before counting slots.
+
+    A product such as pynetdicom counts such a connection as an association until ARTIM fires; with a
+    limit of two or more the ordinary probes do not notice, but the count would read one low. The
+    ARTIM measured on this AE (+ 1 s) is waited out, else ``busy_retry_seconds`` (the ARTIM + 2 s the
+    config assumes).
+    """
+    last = _last_bare_connect(ctx, target.host, target.port)
+    if last is None:
+        return
+    wait = last + (artim + 1.0 if artim is not None else target.busy_retry_seconds) - time.time()
+    if wait > 0:
+        ctx.progress(f"DICOM {target.label}: waiting {wait:.0f} s for connections the inventory left to expire")
+        await asyncio.sleep(wait)
+
+
+async def _bounded_ae(ctx: AuditContext, t: _AeTarget, what: str, coro: Awaitable[T], bound: float,
+                      fallback: Callable[[str, Reason], T]) -> T:
+    """Await one phase of one AE within its budget; an overrun or a bug becomes an error result."""
     try:
-        return await asyncio.wait_for(_audit_ae(ctx, ae_title, host, port, tls, configured, gate), bound)
+        return await asyncio.wait_for(coro, bound)
     except TimeoutError:
-        ev = ctx.evidence.add("dicom.assoc", label, ok=False, reason=Reason.TIMEOUT,
-                              summary=f"AE {ae_title}: audit did not finish within {bound} s")
-        return ApplicationEntity(ae_title=ae_title, host=host, port=port, tls=tls, configured=configured,
-                                 error=f"audit did not finish within {bound} s", evidence=[ev.id])
-    except Exception as exc:  # architecture rule 3: never raise out to the runner
-        ev = ctx.evidence.add("dicom.assoc", label, ok=False, reason=Reason.INTERNAL_ERROR,
-                              summary=f"AE {ae_title}: internal error {type(exc).__name__}")
-        return ApplicationEntity(ae_title=ae_title, host=host, port=port, tls=tls, configured=configured,
-                                 error=f"internal error: {type(exc).__name__}", evidence=[ev.id])
+        return fallback(f"{what} did not finish within {bound:.0f} s", Reason.TIMEOUT)
+    except Exception as exc:  # errors are results: never raise out to the runner
+        return fallback(f"{what}: internal error {type(exc).__name__}", Reason.INTERNAL_ERROR)
 
 
-def _targets(ctx: AuditContext, endpoints: list[Endpoint]) -> list[tuple[str, str, int, bool, bool]]:
+async def _audit_host(ctx: AuditContext, targets: list[tuple[int, _AeTarget]], sink: dict[int, ApplicationEntity]) -> None:
+    """A host's AEs: ordinary probes ``associations_per_host`` AEs at a time, then intrusive ones alone.
+
+    Products share one association limit across their AEs and ports, so the audit never holds more
+    associations to a host than the config allows, and an intrusive measurement (which holds many,
+    or holds one idle) runs only when nothing else of the audit talks to the host. Finished results
+    go to ``sink`` at once, so a stage bound keeps them.
+    """
     cfg = ctx.config
-    out: list[tuple[str, str, int, bool, bool]] = []
+    gate = asyncio.Semaphore(cfg.scan.dicom.associations_per_host)
+    ordinary_bound = budgets.dicom_ordinary_seconds(cfg)
+    intrusive_bound = budgets.dicom_intrusive_seconds(cfg)
+
+    async def ordinary(i: int, t: _AeTarget) -> tuple[int, _AeTarget, _Held | None]:
+        def failed(msg: str, reason: Reason) -> tuple[ApplicationEntity, _Held | None]:
+            return _error_ae(ctx, t, reason, msg, msg), None
+        async with gate:
+            ae, held = await _bounded_ae(ctx, t, "audit", _ordinary(ctx, t), ordinary_bound, failed)
+        sink[i] = ae
+        return i, t, held
+
+    finished = await asyncio.gather(*(ordinary(i, t) for i, t in targets))
+    if not budgets.dicom_intrusive_wanted(cfg):
+        return
+    for i, t, held in finished:
+        if held is None:
+            continue
+        ae = sink[i]
+
+        def partial(msg: str, reason: Reason, ae: ApplicationEntity = ae, t: _AeTarget = t) -> ApplicationEntity:
+            ev = ctx.evidence.add("dicom.timers", t.label, ok=False, reason=reason,
+                                  summary=f"AE {t.ae_title}: intrusive measurements: {msg}")
+            return ae.model_copy(update={"evidence": [*ae.evidence, ev.id]})
+        sink[i] = await _bounded_ae(ctx, t, "intrusive measurements", _intrusive(ctx, ae, held), intrusive_bound,
+                                    partial)
+
+
+def _targets(ctx: AuditContext, endpoints: list[Endpoint]) -> list[_AeTarget]:
+    cfg = ctx.config
+    out: list[_AeTarget] = []
     seen: set[tuple[str, int]] = set()
     ae: ApplicationEntityConfig
     for ae in cfg.application_entities:
         if ae.role == "scu":
             continue
         addr = cfg.address_of(ae.host)
-        out.append((ae.ae_title, addr, ae.port, ae.tls, True))
+        out.append(_AeTarget(ae.ae_title, addr, ae.port, ae.tls, True))
         seen.add((addr, ae.port))
     for ep in endpoints:
         if ep.protocol != "tcp" or ep.state != "open" or ep.service not in ("dicom", "dicom-tls"):
@@ -309,14 +360,25 @@ def _targets(ctx: AuditContext, endpoints: list[Endpoint]) -> list[tuple[str, st
         if (addr, ep.port) in seen:
             continue
         seen.add((addr, ep.port))
-        out.append((UNKNOWN_AE, addr, ep.port, ep.service == "dicom-tls", False))
+        out.append(_AeTarget(UNKNOWN_AE, addr, ep.port, ep.service == "dicom-tls", False))
     return out
 
 
-async def audit_application_entities(ctx: AuditContext, endpoints: list[Endpoint]) -> list[ApplicationEntity]:
+def aes_per_host(ctx: AuditContext, endpoints: list[Endpoint]) -> list[int]:
+    """How many AEs each host will have audited (for the stage budget)."""
+    try:
+        hosts = [t.host for t in _targets(ctx, endpoints)]
+    except Exception:
+        return []
+    return [hosts.count(h) for h in dict.fromkeys(hosts)]
+
+
+async def audit_application_entities(ctx: AuditContext, endpoints: list[Endpoint],
+                                     sink: dict[int, ApplicationEntity] | None = None) -> list[ApplicationEntity]:
     """Audit every configured SCP AE and every identified DICOM endpoint without one (Called AE ANY-SCP).
 
-    Never raises; AEs are audited concurrently, each association holding a limiter slot for its host.
+    Never raises. Hosts are audited in parallel; within a host see :func:`_audit_host`. ``sink``
+    receives each AE as it finishes (index → AE), so a caller's outer bound can keep what finished.
     """
     try:
         targets = _targets(ctx, endpoints)
@@ -324,5 +386,9 @@ async def audit_application_entities(ctx: AuditContext, endpoints: list[Endpoint
         ctx.evidence.add("dicom.assoc", "*", ok=False, reason=Reason.INTERNAL_ERROR,
                          summary=f"cannot list DICOM targets: {type(exc).__name__}")
         return []
-    gates = {host: _HostGate(sum(1 for t in targets if t[1] == host)) for host in {t[1] for t in targets}}
-    return list(await asyncio.gather(*(_guarded(ctx, *t, gates[t[1]]) for t in targets)))
+    sink = {} if sink is None else sink
+    by_host: dict[str, list[tuple[int, _AeTarget]]] = {}
+    for i, t in enumerate(targets):
+        by_host.setdefault(t.host, []).append((i, t))
+    await asyncio.gather(*(_audit_host(ctx, items, sink) for items in by_host.values()))
+    return [sink[i] for i in sorted(sink)]

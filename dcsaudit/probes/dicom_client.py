@@ -43,6 +43,10 @@ class Target:
     ssl_ctx: ssl.SSLContext | None
     timeouts: ul.Timeouts
     attempts: list[AssociationAttempt] = field(default_factory=list)
+    busy_retry_seconds: float = 32.0
+    # Set once an attempt stayed busy through the whole retry budget: later attempts on this product
+    # get a short budget, so a product that is full for the whole audit costs one budget, not twenty.
+    busy_exhausted: bool = False
 
     @property
     def label(self) -> str:
@@ -122,7 +126,71 @@ async def _release(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, t
     return False
 
 
-async def run_attempt(target: Target, spec: Spec, *, hold: bool = False) -> tuple[AssociationAttempt, Held | None]:
+# Retries after a transient answer (PS3.8 §9.3.4): the first waits this long, each next one twice as
+# long, at most RETRY_MAX_DELAY.
+RETRY_FIRST_DELAY = 0.25
+RETRY_MAX_DELAY = 2.0
+# An A-ABORT in answer to the request: a product that aborts by policy would otherwise cost the whole
+# budget on every probe; an overloaded one frees a thread within this.
+ABORT_RETRY_SECONDS = 2.0
+SHORT_RETRY_SECONDS = 1.0
+
+
+def _retry_plan(target: Target, attempt: AssociationAttempt) -> tuple[int, float]:
+    """(retries at most, seconds from the first try) for the transient answer of ``attempt``.
+
+    - (2, 3, x): the presentation layer is congested or at its association limit — the product is
+      busy, often with a connection this audit's inventory left for the acceptor's ARTIM timer to
+      end: retried for ``scan.dicom.busy_retry_seconds`` (ARTIM + 2 s by default).
+    - another rejected-transient (e.g. pynetdicom's (2, 2, 1) for a refused identity): one retry; a
+      repeated answer is the product's answer, not congestion.
+    - A-ABORT instead of an answer: a short budget (ABORT_RETRY_SECONDS).
+    """
+    if attempt.outcome == "aborted":
+        return 100, min(ABORT_RETRY_SECONDS, target.busy_retry_seconds)
+    if attempt.reject is not None and attempt.reject.source == 3:
+        return 100, SHORT_RETRY_SECONDS if target.busy_exhausted else target.busy_retry_seconds
+    return 1, target.busy_retry_seconds
+
+
+def _congested(attempt: AssociationAttempt) -> bool:
+    return attempt.outcome == "aborted" or (attempt.reject is not None and attempt.reject.source == 3)
+
+
+async def run_attempt(target: Target, spec: Spec, *, hold: bool = False, retry: bool = True
+                      ) -> tuple[AssociationAttempt, Held | None]:
+    """One association attempt, retried on a fresh connection while the answer is transient.
+
+    What persists through the retry budget is recorded as ``busy`` when it is congestion or an abort
+    (the attempt then proves nothing), or as the product's definite answer when it is another
+    rejected-transient that repeats. Every try leaves evidence; the retried ones are listed in
+    ``retry_evidence``.
+    """
+    first = time.monotonic()
+    delay = RETRY_FIRST_DELAY
+    retried: list[str] = []
+    while True:
+        attempt, held = await _attempt_once(target, spec, hold=hold, retry=len(retried))
+        if not attempt.transient or not retry:
+            break
+        most, budget = _retry_plan(target, attempt)
+        if len(retried) >= most or time.monotonic() - first + delay > budget:
+            busy = _congested(attempt)
+            if busy and budget >= target.busy_retry_seconds:
+                target.busy_exhausted = True
+            attempt = attempt.model_copy(update={"busy": busy})
+            break
+        retried.append(attempt.evidence or "")
+        target.attempts.pop()  # the retried try is kept as evidence, not as an attempt
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RETRY_MAX_DELAY)
+    if retried or attempt.busy:
+        attempt = attempt.model_copy(update={"retries": len(retried), "retry_evidence": retried})
+        target.attempts[-1] = attempt
+    return attempt, held
+
+
+async def _attempt_once(target: Target, spec: Spec, *, hold: bool, retry: int) -> tuple[AssociationAttempt, Held | None]:
     """Associate, optionally C-ECHO, then release (or keep the association open when ``hold``)."""
     ctx = target.ctx
     start = time.perf_counter()
@@ -195,7 +263,7 @@ async def run_attempt(target: Target, spec: Spec, *, hold: bool = False) -> tupl
         positive_response_requested=uid.positive_response_requested if uid else None,
         duration_ms=round(duration, 3), **fields,
     )
-    summary = f"{spec.purpose}: {spec.calling_ae!r} -> {spec.called_ae!r}: {outcome}"
+    summary = f"{spec.purpose}{f' (retry {retry})' if retry else ''}: {spec.calling_ae!r} -> {spec.called_ae!r}: {outcome}"
     if attempt.reject:
         summary += f" ({attempt.reject.result}, {attempt.reject.source}, {attempt.reject.reason})"
     if error:

@@ -141,6 +141,8 @@ async def _close(writer: asyncio.StreamWriter) -> None:
         pass
 
 
+# The registered dicom-tls port (PS3.15 B.9–B.12: 2762 is recommended for DICOM over TLS).
+DICOM_TLS_PORT = 2762
 # How long a plaintext PDU may go unanswered before an HTTP probe starts beside it.
 HTTP_STAGGER = 0.3
 # How long to listen for a post-handshake alert (TLS 1.3 client-certificate refusal) on loopback-to-LAN.
@@ -302,17 +304,36 @@ def classify(port: int, plain: Answer, hs: Answer, inner: Answer | None,
     return "unknown", f"no known protocol answered (plaintext: {plain.kind}; TLS: {hs.kind})", None
 
 
+def _tls_expected(ctx: AuditContext, host: str, port: int) -> bool:
+    """The config says this port speaks TLS (an AE with ``tls: true``), or it is the dicom-tls port 2762."""
+    if port == DICOM_TLS_PORT:
+        return True
+    return any(ae.tls and ae.port == port and ctx.config.address_of(ae.host) == host
+               for ae in ctx.config.application_entities)
+
+
 async def identify_endpoint(ctx: AuditContext, ep: Endpoint, sslctx: ssl.SSLContext) -> Endpoint:
-    """Identify one open TCP endpoint; never raises."""
+    """Identify one open TCP endpoint; never raises.
+
+    The TLS probe waits for the plaintext answer (at most HTTP_STAGGER): when the port answered
+    plaintext DICOM it is not sent at all, unless TLS is expected there. A ClientHello is garbage to a
+    plaintext DICOM acceptor, and some (pynetdicom) keep one of their few association slots for such a
+    connection until their ARTIM timer fires, even after it closed: the audit would then be the reason
+    the product looks busy.
+    """
     if ep.protocol != "tcp" or ep.state != "open":
         return ep
     plain_task = asyncio.ensure_future(probe_plain(ctx, ep.host, ep.port))
-    tls_task = asyncio.ensure_future(probe_tls(ctx, ep.host, ep.port, sslctx))
+    tls_task: asyncio.Future[tuple[Answer, Answer | None]] | None = None
+    if _tls_expected(ctx, ep.host, ep.port):
+        tls_task = asyncio.ensure_future(probe_tls(ctx, ep.host, ep.port, sslctx))
     # Many HTTP servers wait for a line end that a PDU never sends. DICOM acceptors answer at once, so
     # when the plaintext probe is still silent after a moment, a HEAD request starts beside it
     # (staggered like Happy Eyeballs) instead of after the whole read timeout.
     http_task: asyncio.Future[Answer] | None = None
     done, _ = await asyncio.wait({plain_task}, timeout=HTTP_STAGGER)
+    if tls_task is None and not (done and plain_task.result().kind == "dicom"):
+        tls_task = asyncio.ensure_future(probe_tls(ctx, ep.host, ep.port, sslctx))
     if not done:
         http_task = asyncio.ensure_future(probe_http(ctx, ep.host, ep.port, None))
         await asyncio.wait({plain_task, http_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -324,7 +345,12 @@ async def identify_endpoint(ctx: AuditContext, ep: Endpoint, sslctx: ssl.SSLCont
         if http_task is None or not http_task.done():
             raise  # we are being cancelled ourselves
         plain = Answer(False, "silent", None, "plaintext A-ASSOCIATE-RQ: no answer before HTTP answered")
-    hs, inner = await tls_task
+    if tls_task is not None:
+        hs, inner = await tls_task
+    else:
+        hs, inner = Answer(False, "not-probed", Reason.SKIPPED, "no TLS handshake: the port answered plaintext DICOM "
+                           "and TLS is not expected there (a ClientHello could hold one of the acceptor's association "
+                           "slots until its ARTIM timer)"), None
     http = await http_task if http_task is not None else None
     # What classification reads: the DICOM answers, or the HTTP answer where that is what spoke.
     plain_seen, inner_seen = plain, inner
@@ -342,8 +368,10 @@ async def identify_endpoint(ctx: AuditContext, ep: Endpoint, sslctx: ssl.SSLCont
                        ("identify.http", http)):
         if ans is None:
             continue
+        # A failed handshake left a connection without a request (see identify_endpoint).
+        bare = probe == "identify.tls" and ans.kind not in ("tls", "not-probed")
         ev = ctx.evidence.add(probe, ep.key, ans.ok, ans.summary, reason=ans.reason,
-                              data={"kind": ans.kind, **ans.data}, duration_ms=ans.ms)
+                              data={"kind": ans.kind, **ans.data, "bare_connect": bare}, duration_ms=ans.ms)
         ids.append(ev.id)
     service, detail, plain_dicom = classify(ep.port, plain_seen, hs, inner_seen,
                                             frozenset(ctx.config.scan.syslog_tls_ports))

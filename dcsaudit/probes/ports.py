@@ -41,8 +41,14 @@ def _port_list(ports: Iterable[int]) -> str:
     return ",".join(str(p) for p in sorted(set(ports)))
 
 
-def _nmap_scan(address: str, tcp: list[int], udp: list[int], timeout: float) -> dict[tuple[str, int], tuple[str, str]]:
-    """Run nmap once for one host; returns (proto, port) -> (nmap state, reason). Blocking."""
+def _nmap_scan(address: str, tcp: list[int], udp: list[int], timeout: float,
+               privileged: bool = False) -> dict[tuple[str, int], tuple[str, str]]:
+    """Run nmap once for one host; returns (proto, port) -> (nmap state, reason). Blocking.
+
+    With raw-socket privileges the TCP scan is a SYN scan: the product's application never sees a
+    connection. A connect scan hands each open port a connection with no request, which some DICOM
+    acceptors (pynetdicom) count as an association until their ARTIM timer ends.
+    """
     import nmap  # python-nmap; imported here so a missing binary only affects this probe
 
     spec = []
@@ -50,7 +56,7 @@ def _nmap_scan(address: str, tcp: list[int], udp: list[int], timeout: float) -> 
         spec.append("T:" + _port_list(tcp))
     if udp:
         spec.append("U:" + _port_list(udp))
-    scan_types = ("-sT " if tcp else "") + ("-sU " if udp else "")
+    scan_types = (("-sS " if privileged else "-sT ") if tcp else "") + ("-sU " if udp else "")
     # -Pn: hospitals filter ICMP, so host discovery would wrongly skip live hosts.
     # --max-retries 1 and --host-timeout bound the scan of filtered or dead hosts.
     args = f"-n -Pn {scan_types}--max-retries 1 --host-timeout {int(timeout)}s -T4 --reason"
@@ -121,11 +127,12 @@ async def inventory_host(ctx: AuditContext, host: Host) -> list[Endpoint]:
         try:
             async with ctx.limiter.slot(address):
                 raw = await asyncio.get_running_loop().run_in_executor(
-                    None, _nmap_scan, address, tcp, udp, t.nmap)
+                    None, _nmap_scan, address, tcp, udp, t.nmap, privileged)
             results = {k: (_NMAP_STATES.get(state, "filtered"), reason) for k, (state, reason) in raw.items()}
             used = "nmap"
             ctx.evidence.add("ports.nmap", address, True,
-                             f"nmap connect scan of {len(tcp)} TCP and {len(udp)} UDP ports",
+                             f"nmap {'SYN' if privileged else 'connect'} scan of {len(tcp)} TCP and "
+                             f"{len(udp)} UDP ports",
                              duration_ms=(time.perf_counter() - start) * 1000,
                              data={"tcp": tcp, "udp": udp})
         except Exception as exc:  # nmap crashed, timed out or printed something unexpected
@@ -145,7 +152,11 @@ async def inventory_host(ctx: AuditContext, host: Host) -> list[Endpoint]:
     for (proto, port), (state, reason) in sorted(results.items()):
         ev = ctx.evidence.add(f"ports.{used if proto == 'tcp' else 'nmap'}", f"{address}:{port}/{proto}",
                               True, f"{proto.upper()} {port} {state} ({reason})",
-                              data={"state": state, "reason": reason, "scanner": used if proto == "tcp" else "nmap"})
+                              data={"state": state, "reason": reason, "scanner": used if proto == "tcp" else "nmap",
+                                    # a completed TCP connection without a request: some DICOM acceptors
+                                    # hold an association slot for it until their ARTIM timer fires
+                                    "bare_connect": proto == "tcp" and state == "open"
+                                    and not (used == "nmap" and privileged)})
         endpoints.append(Endpoint(host=address, port=port, protocol=proto,
                                   state=state, evidence=[ev.id]))
 

@@ -1,17 +1,12 @@
-"""User Identity Negotiation probes and their classification (PS3.7 D.3.3.7, PS3.15 B.4–B.7, PS3.2 N.8.5.2).
+"""User Identity Negotiation probe credentials (PS3.7 D.3.3.7, PS3.15 B.4–B.7, PS3.2 N.8.5.2).
 
-Method (standards digest §2.4): a baseline without identity, then types 1–5 with positive-response-
-requested and *invalid* credentials (random user, random passcode, bogus Kerberos ticket, bogus SAML
-assertion, unsigned JWT), then — when the config gives them — valid credentials. Per type:
-
-* A-ASSOCIATE-AC with a User Identity AC item (0x59) → ``accepted``
-* A-ASSOCIATE-AC without 0x59 → ``ignored`` (PS3.7: an acceptor without support just accepts)
-* A-ASSOCIATE-RJ → ``rejected`` (the triple is kept; PS3.7 D.3.3.7.3 wants rejected-permanent,
-  source 2 ACSE — pynetdicom sends transient, which is flagged as ``transient`` coding)
+Method: a baseline without identity, then types 1–5 with positive-response-requested and *invalid*
+credentials (random user, random passcode, bogus Kerberos ticket, bogus SAML assertion, unsigned
+JWT), then — when the config gives them — valid credentials. What the answers prove is decided in
+:mod:`dcsaudit.dicom_verdicts` (per type: no identity vs invalid vs valid credentials).
 
 A type 2 passcode is sent without TLS only when ``scan.intrusive.passcode_over_plaintext`` allows it.
-The contract map ``types`` holds the outcome with valid credentials where they were tested, else the
-outcome with invalid ones. Secrets are resolved only here, never logged, never stored.
+Secrets are resolved only here, never logged, never stored.
 """
 
 from __future__ import annotations
@@ -22,11 +17,7 @@ import secrets
 from dataclasses import dataclass
 
 from dcsaudit.config import ConfigError, UserIdentityCredentials
-from dcsaudit.models.dicom import AssociationAttempt, RejectTriple, UidOutcome, UserIdentityResult
 from dcsaudit.probes.dicom_ul import UserIdentityRQ
-
-TYPE_NAMES = {1: "username", 2: "username and passcode", 3: "Kerberos service ticket", 4: "SAML assertion",
-              5: "JSON Web Token"}
 
 
 def _b64url(data: bytes) -> str:
@@ -80,71 +71,3 @@ def valid_identities(creds: UserIdentityCredentials | None, *, passcode_allowed:
     except ConfigError as exc:  # the message names the reference, never the value
         notes.append(f"valid credentials unavailable: {exc}")
     return out, notes
-
-
-def outcome_of(attempt: AssociationAttempt) -> UidOutcome | None:
-    if attempt.outcome == "accepted":
-        return "accepted" if attempt.user_identity_response else "ignored"
-    if attempt.outcome == "rejected":
-        return "rejected"
-    return None  # no protocol answer: the type stays not_tested
-
-
-def reject_coding(triples: list[RejectTriple]) -> str:
-    if not triples:
-        return "none"
-    if all(t.result == 1 and t.source == 2 for t in triples):
-        return "conformant"
-    if all(t.source == 2 for t in triples) and any(t.result == 2 for t in triples):
-        return "transient"
-    return "non_standard"
-
-
-def classify(baseline: AssociationAttempt | None, invalid: dict[int, AssociationAttempt],
-             valid: dict[int, AssociationAttempt], notes: list[str]) -> UserIdentityResult:
-    """Turn the probe attempts into the N.8-9 answer: not supported / supported, not enforced / enforced."""
-    types: dict[str, UidOutcome] = {str(t): "not_tested" for t in range(1, 6)}
-    valid_out: dict[str, UidOutcome] = {}
-    triples: dict[str, RejectTriple] = {}
-    for t, a in invalid.items():
-        o = outcome_of(a)
-        if o is not None:
-            types[str(t)] = o
-        if a.reject is not None:
-            triples[str(t)] = a.reject
-    for t, a in valid.items():
-        o = outcome_of(a)
-        if o is not None:
-            valid_out[str(t)] = o
-            types[str(t)] = o
-    notes = list(notes)
-    invalid_outcomes = {outcome_of(a) for a in invalid.values()} - {None}
-    enforced: bool | None = None
-    support = "unknown"
-    if baseline is not None and baseline.outcome == "accepted":
-        enforced = False
-        if invalid_outcomes & {"rejected", "accepted"} or "accepted" in valid_out.values():
-            support = "supported_not_enforced"
-        elif invalid_outcomes:
-            support = "not_supported"
-        for t, a in invalid.items():
-            if outcome_of(a) == "accepted" and t != 1:
-                notes.append(f"type {t} ({TYPE_NAMES[t]}) with invalid credentials got a positive response")
-    elif baseline is not None and baseline.outcome == "rejected" and baseline.reject is not None:
-        if baseline.reject.source == 1 and baseline.reject.reason in (3, 7):
-            notes.append("the baseline was rejected for its AE titles; enforcement cannot be judged")
-        elif invalid_outcomes & {"ignored", "accepted"}:
-            enforced = False
-            support = "supported_not_enforced"
-            notes.append("an association without identity is rejected, but one with invalid credentials is accepted")
-        elif "rejected" in invalid_outcomes:
-            enforced = True
-            support = "enforced"
-            if not valid:
-                notes.append("no valid credentials configured: acceptance of a valid identity not verified")
-            elif not set(valid_out.values()) & {"accepted", "ignored"}:
-                notes.append("every association was rejected, including with the configured valid credentials")
-    return UserIdentityResult(types=types, enforced=enforced, support=support,
-                              valid_credentials=valid_out, reject_triples=triples,
-                              reject_coding=reject_coding(list(triples.values())),
-                              notes=notes)

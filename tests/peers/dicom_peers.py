@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import struct
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,10 +32,21 @@ from tests.peers.common import LOOPBACK, free_port, require_program, running, tc
 UserIdHandler = Callable[[Any], tuple[bool, bytes | None]]
 
 
+def _refuse_without_identity(triple: tuple[int, int, int]) -> Callable[[Any], None]:
+    """EVT_REQUESTED handler: reject an A-ASSOCIATE-RQ that carries no User Identity sub-item (0x58)."""
+    def requested(event: Any) -> None:
+        if event.assoc.requestor.user_identity is None:
+            event.assoc.acse.send_reject(*triple)
+            time.sleep(0.1)  # let the DUL thread send the RJ before pynetdicom closes the socket
+    return requested
+
+
 @contextmanager
 def pynetdicom_scp(ae_title: str = "TESTSCP", *, require_called: bool = False, require_calling: list[str] | None = None,
                    user_id: UserIdHandler | None = None, query_retrieve: bool = False, max_associations: int = 10,
-                   acse_timeout: float = 30, network_timeout: float = 60, ssl_context: Any = None) -> Iterator[int]:
+                   acse_timeout: float = 30, network_timeout: float = 60, ssl_context: Any = None,
+                   require_identity: tuple[int, int, int] | None = None) -> Iterator[int]:
+    """pynetdicom SCP; ``require_identity`` is the A-ASSOCIATE-RJ triple for requests without an identity."""
     ae = AE(ae_title=ae_title)
     ae.add_supported_context(Verification)
     for cx in AllStoragePresentationContexts[:8]:
@@ -48,6 +60,8 @@ def pynetdicom_scp(ae_title: str = "TESTSCP", *, require_called: bool = False, r
     ae.acse_timeout = acse_timeout
     ae.network_timeout = network_timeout
     handlers: list[Any] = [(evt.EVT_USER_ID, user_id)] if user_id else []
+    if require_identity is not None:
+        handlers.append((evt.EVT_REQUESTED, _refuse_without_identity(require_identity)))
     port = free_port()
     server = ae.start_server((LOOPBACK, port), block=False, evt_handlers=handlers, ssl_context=ssl_context)
     assert server is not None
@@ -74,7 +88,9 @@ def storescp(tmp: Path, *, ae_title: str = "STORESCP", tls: tuple[Path, Path] | 
 
 
 @contextmanager
-def orthanc(tmp: Path, *, check_called_aet: bool, ae_title: str = "ORTHANC") -> Iterator[int]:
+def orthanc(tmp: Path, *, check_called_aet: bool, ae_title: str = "ORTHANC",
+            modalities: dict[str, list[Any]] | None = None, always_allow: bool = True) -> Iterator[int]:
+    """Orthanc; ``modalities`` is its DicomModalities list, ``always_allow`` its DicomAlwaysAllow* flags."""
     prog = require_program("Orthanc")
     port, http = free_port(), free_port()
     storage = tmp / "storage"
@@ -83,7 +99,10 @@ def orthanc(tmp: Path, *, check_called_aet: bool, ae_title: str = "ORTHANC") -> 
         "Name": "dcsaudit-test", "DicomAet": ae_title, "DicomPort": port, "HttpPort": http,
         "StorageDirectory": str(storage), "IndexDirectory": str(storage), "DicomCheckCalledAet": check_called_aet,
         "RemoteAccessAllowed": False, "HttpServerEnabled": True, "AuthenticationEnabled": False,
-        "DicomServerEnabled": True, "Plugins": [], "DicomAlwaysAllowEcho": True, "DicomAlwaysAllowStore": True,
+        "DicomServerEnabled": True, "Plugins": [], "DicomAlwaysAllowEcho": always_allow,
+        "DicomAlwaysAllowStore": always_allow, "DicomAlwaysAllowFind": always_allow,
+        "DicomAlwaysAllowMove": always_allow, "DicomAlwaysAllowGet": always_allow,
+        "DicomModalities": modalities or {},
     }
     cfg = tmp / "orthanc.json"
     cfg.write_text(json.dumps(config))

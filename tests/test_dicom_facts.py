@@ -1,0 +1,279 @@
+"""DICOM facts of whole scans against acceptors with a known configuration, report.json and annex cells.
+
+Each acceptor is started here with the configuration the assertions state (PS3.7 D.3.3.7 identity,
+PS3.8 §9.3.4 AE titles and limits). The whole pipeline runs (inventory, identification, association
+audit, checks, annex) as ``dcsaudit scan`` does, on 127.0.0.1 only. The fragile acceptors (one or two
+associations) are scanned ten times in a row: a fact that holds only sometimes is not a fact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dcsaudit.checks import AuditData
+
+from dcsaudit.annex.builder import build_annex
+from dcsaudit.config import parse_config
+from dcsaudit.models.core import Cell, Provenance
+from dcsaudit.models.dicom import ApplicationEntity
+from dcsaudit.models.report import Report
+from dcsaudit.policy import load_policy
+from dcsaudit.runner import run_audit
+from tests.peers.common import LOOPBACK
+from tests.peers.dicom_peers import orthanc, pynetdicom_scp, storescp
+
+PYNETDICOM_ROOT = "1.2.826.0.1.3680043.9.3811."
+
+
+def scan(port: int, ae_title: str, *, scan_opts: dict[str, Any] | None = None,
+         credentials: dict[str, Any] | None = None) -> Report:
+    """The whole audit of one host port with one configured AE, as ``dcsaudit scan`` runs it."""
+    scan_cfg = {"timeouts": {"connect": 2, "dicom": 3, "read": 2, "tls_handshake": 2}, "tls_audit": False,
+                "udp": False, **(scan_opts or {})}
+    cfg = parse_config({
+        "deployment": "facts", "hosts": [{"address": LOOPBACK, "tcp_ports": [port]}],
+        "application_entities": [{"ae_title": ae_title, "host": LOOPBACK, "port": port}],
+        "scan": scan_cfg, "credentials": credentials or {},
+    })
+    return asyncio.run(run_audit(cfg, load_policy("report-only")))
+
+
+def the_ae(report: Report) -> ApplicationEntity:
+    [ae] = report.application_entities
+    return ae
+
+
+def classes(ae: ApplicationEntity) -> dict[str, str]:
+    return {t: r.classification for t, r in ae.user_identity.types.items()}
+
+
+def cell(report: Report, table_id: str, row: str, column: int) -> Cell:
+    for section in report.annex.sections:
+        for table in section.tables:
+            if table.id == table_id:
+                for r in table.rows:
+                    if r[0].value.startswith(row):
+                        return r[column]
+    raise AssertionError(f"no row {row!r} in {table_id}")
+
+
+def evidence_of(report: Report, c: Cell) -> list[Any]:
+    by_id = {e.id: e for e in report.evidence}
+    return [by_id[i] for i in c.evidence]
+
+
+def assert_identity_cells(report: Report, expected: dict[str, tuple[str, Provenance]]) -> None:
+    for row, (value, provenance) in expected.items():
+        c = cell(report, "N.8-2", row, 2)
+        assert (c.value, c.provenance) == (value, provenance), (row, c)
+        if provenance == Provenance.VERIFIED:
+            # Each verified cell cites only the identity attempts (and the no-identity baseline) it rests on.
+            assert c.evidence and all(e.probe == "dicom.assoc" for e in evidence_of(report, c))
+            assert all(e.data.get("purpose", "").startswith(("user_identity_", "baseline"))
+                       for e in evidence_of(report, c))
+        else:
+            assert c.note, row
+
+
+@pytest.fixture
+def passcode(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    monkeypatch.setenv("DCS_FACTS_PW", "pw-ok")
+    return {"user_identity": {"username": "alice", "passcode": {"env": "DCS_FACTS_PW"}}}
+
+
+def type2_only(event: Any) -> tuple[bool, bytes | None]:
+    return (event.user_id_type == 2 and event.primary_field == b"alice" and event.secondary_field == b"pw-ok"), None
+
+
+def type1_only(event: Any) -> tuple[bool, bytes | None]:
+    if event.user_id_type == 1:
+        return event.primary_field == b"alice", None
+    return True, None  # other types are not looked at
+
+
+@pytest.mark.timeout(60)
+def test_a_acceptor_requiring_type_2(passcode: dict[str, Any]) -> None:
+    # Given an acceptor that refuses associations without identity (1, 1, 1) and takes only alice's passcode
+    with pynetdicom_scp("ACC-A", user_id=type2_only, require_identity=(1, 1, 1)) as port:
+        report = scan(port, "ACC-A", scan_opts={"intrusive": {"passcode_over_plaintext": True}},
+                      credentials=passcode)
+    ae = the_ae(report)
+    uid = ae.user_identity
+    # Then identity is enforced, type 2 is supported, type 1 with the user name alone is refused,
+    # and types 3-5 (invalid refused, no valid ones configured) are undetermined
+    assert uid.enforced is True
+    assert classes(ae) == {"1": "refused", "2": "supported", "3": "undetermined", "4": "undetermined",
+                           "5": "undetermined"}
+    assert ae.verification is True and ae.accepts_any_called_ae is True and ae.accepts_any_calling_ae is True
+    assert_identity_cells(report, {
+        "User Identity Plus Passcode Association": ("Y", Provenance.VERIFIED),
+        "Basic User Identity Association": ("", Provenance.NOT_OBSERVED),
+        "Kerberos Identity Negotiation Association": ("", Provenance.NOT_OBSERVED),
+        "Generic SAML Assertion Identity Negotiation Association": ("", Provenance.NOT_OBSERVED),
+    })
+    assert "refused even with the configured credentials" in cell(report, "N.8-2", "Basic User", 2).note
+    supported = cell(report, "N.8-9", "User-Identity-Type", 2)
+    assert (supported.value, supported.provenance) == ("2", Provenance.VERIFIED)
+    assert any("identity required" in n for t in report.annex.sections for tb in t.tables if tb.id == "N.8-9"
+               for n in tb.notes)
+
+
+@pytest.mark.timeout(60)
+def test_b_acceptor_checking_type_1_only_when_sent(passcode: dict[str, Any]) -> None:
+    # Given an acceptor that accepts no identity, checks a type 1 user name, and ignores other types
+    with pynetdicom_scp("ACC-B", user_id=type1_only) as port:
+        report = scan(port, "ACC-B", credentials={"user_identity": {"username": "alice"}})
+    ae = the_ae(report)
+    # Then type 1 is supported, 3-5 not checked, 2 not tested (no TLS: no passcode in the clear)
+    assert ae.user_identity.enforced is False
+    assert classes(ae) == {"1": "supported", "2": "not_tested", "3": "not_checked", "4": "not_checked",
+                           "5": "not_checked"}
+    assert_identity_cells(report, {
+        "Basic User Identity Association": ("Y", Provenance.VERIFIED),
+        "User Identity Plus Passcode Association": ("", Provenance.NOT_OBSERVED),
+        "Kerberos Identity Negotiation Association": ("N", Provenance.VERIFIED),
+        "Generic SAML Assertion Identity Negotiation Association": ("N", Provenance.VERIFIED),
+    })
+    # And a vendor's correct declaration of type 1 is shown as verified, not contradicted
+    cfg_declared = {"N.8-2": {"Basic User Identity Association | Consumer/Receiver": "Y"}}
+    annex = build_annex(AuditData(endpoints=report.endpoints, evidence=report.evidence,
+                                  application_entities=report.application_entities, declared=cfg_declared))
+    [n82] = [t for s in annex.sections for t in s.tables if t.id == "N.8-2"]
+    assert n82.rows[0][2].provenance == Provenance.VERIFIED and n82.rows[0][2].declared == "Y"
+
+
+@pytest.mark.timeout(60)
+def test_c_acceptor_accepting_anything() -> None:
+    # Given a pynetdicom acceptor with no identity handler and no title checks
+    with pynetdicom_scp("ACC-C") as port:
+        report = scan(port, "ACC-C")
+    ae = the_ae(report)
+    # Then every probed type is not checked, identity is not required, any title is accepted
+    assert ae.user_identity.enforced is False
+    assert classes(ae) == {"1": "not_checked", "2": "not_tested", "3": "not_checked", "4": "not_checked",
+                           "5": "not_checked"}
+    assert ae.accepts_any_called_ae is True and ae.accepts_any_calling_ae is True
+    assert_identity_cells(report, {
+        "Basic User Identity Association": ("N", Provenance.VERIFIED),
+        "Kerberos Identity Negotiation Association": ("N", Provenance.VERIFIED),
+    })
+    supported = cell(report, "N.8-9", "User-Identity-Type", 1)
+    assert supported.value == "" and supported.provenance == Provenance.NOT_OBSERVED  # type 2 untested
+
+
+def _d_scan(port: int, use_nmap: bool) -> Report:
+    return scan(port, "ACC-D", scan_opts={
+        "use_nmap": use_nmap,
+        "intrusive": {"max_associations": True, "max_associations_cap": 4},
+        # ARTIM 3 s + 2 s: a connect scan leaves a connection the acceptor holds until its ARTIM fires
+        "dicom": {"busy_retry_seconds": 5},
+    })
+
+
+def _assert_d_facts(report: Report) -> None:
+    ae = the_ae(report)
+    assert ae.error is None, ae.error
+    assert ae.verification is True
+    assert ae.accepts_any_called_ae is False and ae.accepts_any_calling_ae is False
+    assert ae.called_ae_reject is not None and ae.called_ae_reject.reason == 7
+    assert ae.calling_ae_reject is not None and ae.calling_ae_reject.reason == 3
+    assert classes(ae) == {"1": "not_checked", "2": "not_tested", "3": "not_checked", "4": "not_checked",
+                           "5": "not_checked"}
+    assert ae.implementation_class_uid and ae.implementation_class_uid.startswith(PYNETDICOM_ROOT)
+    assert ae.max_associations == 1 and ae.max_associations_reached_cap is False, ae.max_associations_note
+    assert not any(a.busy for a in ae.attempts)
+    c = cell(report, "N.6-1", "Maximum number of simultaneous Associations accepted", 2)
+    assert (c.value, c.provenance) == ("1", Provenance.VERIFIED)
+    assert {e.data["purpose"].rsplit("_", 2)[0] for e in evidence_of(report, c)} == {"max_associations"}
+
+
+@pytest.mark.timeout(240)
+def test_d_one_association_strict_titles_ten_scans() -> None:
+    # Given an acceptor that allows one association, has a 3 s ARTIM and checks called and calling AE
+    with pynetdicom_scp("ACC-D", max_associations=1, acse_timeout=3, network_timeout=10, require_called=True,
+                        require_calling=["DCSAUDIT"]) as port:
+        # When it is scanned ten times, half of them with a plain connect scan as inventory
+        reports = [_d_scan(port, use_nmap=i % 2 == 0) for i in range(10)]
+    # Then every scan reports the same true facts
+    for report in reports:
+        _assert_d_facts(report)
+    # And the connect scans' leftover connection was waited out by retries, reported per AE
+    assert any(the_ae(r).busy_retries > 0 for r in reports[1::2])
+
+
+@pytest.mark.timeout(60)
+def test_d_connection_held_by_someone_else_is_busy_never_a_fact() -> None:
+    # Given the one-association acceptor while another client holds its only association slot
+    with pynetdicom_scp("ACC-D", max_associations=1, acse_timeout=30, require_called=True,
+                        require_calling=["DCSAUDIT"]) as port:
+        holder = socket.create_connection((LOOPBACK, port))
+        try:
+            report = scan(port, "ACC-D", scan_opts={"use_nmap": False, "dicom": {"busy_retry_seconds": 2}})
+        finally:
+            holder.close()
+    ae = the_ae(report)
+    # Then nothing is claimed: the AE is an error "product busy", with its retries, and no title or
+    # identity verdict was derived from the (2, 3, 2) rejects
+    assert ae.error is not None and "busy" in ae.error
+    assert ae.verification is None and ae.accepts_any_called_ae is None and ae.accepts_any_calling_ae is None
+    assert ae.user_identity.enforced is None
+    assert ae.attempts[0].busy and ae.attempts[0].retries >= 2 and ae.busy_retries >= 2
+    assert all(r.classification == "not_tested" for r in ae.user_identity.types.values())
+    finding = next(f for f in report.findings if f.check_id == "dicom.association_failed")
+    assert finding.status == "error"
+
+
+@pytest.mark.timeout(240)
+def test_e_two_associations_identity_required_ten_scans(passcode: dict[str, Any]) -> None:
+    # Given an acceptor that allows two associations and refuses any association without an identity
+    with pynetdicom_scp("ACC-E", max_associations=2, acse_timeout=3, user_id=type2_only,
+                        require_identity=(1, 1, 1)) as port:
+        reports = [scan(port, "ACC-E", credentials=passcode, scan_opts={
+            "use_nmap": i % 2 == 0, "intrusive": {"passcode_over_plaintext": True, "max_associations": True,
+                                                  "max_associations_cap": 4},
+            "dicom": {"busy_retry_seconds": 5}}) for i in range(10)]
+    for report in reports:
+        ae = the_ae(report)
+        assert ae.error is None, ae.error
+        # Then verification works with the identity, titles are not checked, identity is required
+        assert ae.verification is True and ae.accepts_any_called_ae is True and ae.accepts_any_calling_ae is True
+        assert ae.user_identity.enforced is True
+        assert classes(ae) == {"1": "refused", "2": "supported", "3": "undetermined", "4": "undetermined",
+                               "5": "undetermined"}
+        assert ae.implementation_class_uid and ae.implementation_class_uid.startswith(PYNETDICOM_ROOT)
+        assert ae.max_associations == 2, ae.max_associations_note
+
+
+@pytest.mark.timeout(60)
+def test_dcmtk_storescp_does_not_support_identity(tmp_path: Path) -> None:
+    # Given DCMTK storescp, which negotiates no user identity
+    with storescp(tmp_path, ae_title="STORESCP") as port:
+        report = scan(port, "STORESCP")
+    ae = the_ae(report)
+    # Then every probed type is accepted like no identity: not checked
+    assert ae.verification is True and ae.implementation == "DCMTK"
+    assert classes(ae) == {"1": "not_checked", "2": "not_tested", "3": "not_checked", "4": "not_checked",
+                           "5": "not_checked"}
+    uid = cell(report, "N.7-1", "Implementation Class UID", 1)
+    assert uid.provenance == Provenance.VERIFIED and uid.evidence == [ae.reference_evidence]
+    assert_identity_cells(report, {"Basic User Identity Association": ("N", Provenance.VERIFIED)})
+
+
+@pytest.mark.timeout(90)
+def test_orthanc_with_called_aet_check_and_modalities(tmp_path: Path) -> None:
+    # Given Orthanc checking the Called AE and knowing one modality (DCSAUDIT), nothing always allowed
+    with orthanc(tmp_path, check_called_aet=True, modalities={"dcsaudit": ["DCSAUDIT", LOOPBACK, 4006]},
+                 always_allow=False) as port:
+        report = scan(port, "ORTHANC")
+    ae = the_ae(report)
+    # Then both titles are checked with the PS3.8 reasons, and identity types are not checked
+    assert ae.verification is True and ae.implementation == "DCMTK"
+    assert ae.accepts_any_called_ae is False and ae.accepts_any_calling_ae is False
+    assert (ae.called_ae_reject and ae.called_ae_reject.reason, ae.calling_ae_reject and ae.calling_ae_reject.reason) \
+        == (7, 3)
+    assert ae.user_identity.enforced is False
+    assert classes(ae)["1"] == "not_checked"
