@@ -25,7 +25,7 @@ from dcsaudit.models.dicom import ApplicationEntity, Initiator
 from dcsaudit.models.endpoint import Endpoint
 from dcsaudit.models.report import Report, RunInfo
 from dcsaudit.policy import Policy
-from dcsaudit.probes.dicom_assoc import aes_per_host, audit_application_entities
+from dcsaudit.probes.dicom_assoc import NOT_FINISHED, aes_per_host, audit_application_entities
 from dcsaudit.probes.identify import identify_all
 from dcsaudit.probes.ports import inventory_host
 from dcsaudit.probes.syslog_collector import SyslogCollector
@@ -81,6 +81,13 @@ async def _dicom_stage(ctx: AuditContext, endpoints: list[Endpoint]) -> list[App
     bound = budgets.dicom_stage_seconds(ctx.config, aes_per_host(ctx, endpoints))
     sink: dict[int, ApplicationEntity] = {}
     await _bounded(ctx, "dicom.audit", "*", audit_application_entities(ctx, endpoints, sink), bound)
+    cut = [i for i, ae in sink.items() if ae.error == NOT_FINISHED]
+    if cut:
+        ev = ctx.evidence.add("dicom.audit", "*", False, f"{len(cut)} AE(s) not audited within the stage budget of "
+                              f"{bound:.0f} s; the {len(sink) - len(cut)} that finished are kept",
+                              reason=Reason.TIMEOUT)
+        for i in cut:
+            sink[i] = sink[i].model_copy(update={"evidence": [ev.id]})
     return [sink[i] for i in sorted(sink)]
 
 

@@ -277,3 +277,38 @@ def test_orthanc_with_called_aet_check_and_modalities(tmp_path: Path) -> None:
         == (7, 3)
     assert ae.user_identity.enforced is False
     assert classes(ae)["1"] == "not_checked"
+
+
+@pytest.mark.timeout(90)
+def test_d_timers_and_association_cells_name_their_measurement() -> None:
+    # Given the one-association acceptor with a 3 s ARTIM, a 4 s idle timeout and DIMSE timeout 1 s
+    with pynetdicom_scp("ACC-D", max_associations=1, acse_timeout=3, network_timeout=4, require_called=True,
+                        require_calling=["DCSAUDIT"]) as port:
+        report = scan(port, "ACC-D", scan_opts={
+            "intrusive": {"measure_timeouts": True, "max_associations": True, "max_associations_cap": 3},
+            "dicom": {"timer_cap_seconds": 6, "busy_retry_seconds": 5, "user_identity": False}})
+    ae = the_ae(report)
+    where = f"ACC-D@{LOOPBACK}:{port}"
+    # Then ARTIM and the idle timer are measured in their own rows, naming the AE and citing only
+    # their own measurement
+    artim = cell(report, "N.6-1", "ARTIM timeout", 2)
+    idle = cell(report, "N.6-1", "Idle association timeout", 2)
+    for c, low, high in ((artim, 2.5, 4.5), (idle, 3.5, 5.5)):
+        assert c.provenance == Provenance.VERIFIED and c.value.endswith(f"({where})")
+        assert low < float(c.value.split(" s")[0]) < high
+        [ev] = evidence_of(report, c)
+        assert ev.probe == "dicom.timers"
+    # And the DIMSE timeout row is not filled with the idle timer
+    dimse = cell(report, "N.6-1", "General DIMSE level timeout", 2)
+    assert dimse.value == "" and dimse.provenance == Provenance.NOT_OBSERVED and "DIMSE request" in dimse.note
+    # And N.7-1 reads identity and PDU size from the accepted reference association, ARTIM from its timer
+    for row in ("Implementation Class UID", "Implementation Version Name", "Maximum PDU Length"):
+        c = cell(report, "N.7-1", row, 1)
+        assert c.provenance == Provenance.VERIFIED and c.evidence == [ae.reference_evidence]
+    assert cell(report, "N.7-1", "Implementation Class UID", 1).value.startswith(PYNETDICOM_ROOT)
+    assert cell(report, "N.7-1", "ARTIM Timeout", 1).evidence == artim.evidence
+    acc = cell(report, "N.7-1", "Maximum number of simultaneous Associations as Association Acceptor", 1)
+    assert (acc.value, acc.provenance) == ("1", Provenance.VERIFIED)
+    # And without dcsaudit listen the initiator table is not observed, with its reason
+    n88 = cell(report, "N.8-8", "User-Identity-Type", 1)
+    assert n88.provenance == Provenance.NOT_OBSERVED and "listen" in n88.note

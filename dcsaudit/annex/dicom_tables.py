@@ -285,13 +285,13 @@ def n88(data: AuditData) -> AnnexTable:
     sup = ("Y" if types else "N") if inits else None
     rows = [
         [cells.label("User-Identity-Type"),
-         cells.reconcile(data.declared, t, "User-Identity-Type | Supported", sup, ev, unobservable_note=note),
+         cells.reconcile(data.declared, t, "User-Identity-Type | Supported", sup, ev, unobservable_note=note, observable=True),
          cells.reconcile(data.declared, t, "User-Identity-Type", ", ".join(map(str, types)) if types else None, ev,
-                         unobservable_note=note)],
+                         unobservable_note=note, observable=True)],
         [cells.label("Positive-response-requested"),
-         cells.reconcile(data.declared, t, "Positive-response-requested | Supported", sup, ev, unobservable_note=note),
+         cells.reconcile(data.declared, t, "Positive-response-requested | Supported", sup, ev, unobservable_note=note, observable=True),
          cells.reconcile(data.declared, t, "Positive-response-requested", ", ".join(map(str, pos)) if pos else None, ev,
-                         unobservable_note=note)],
+                         unobservable_note=note, observable=True)],
     ]
     return AnnexTable(id=t, title="User Identity Negotiation as Association Initiator",
                       columns=["User Identity Negotiation", "Supported", "Requested Value"], rows=rows)

@@ -1,10 +1,12 @@
-"""DICOM association audit results (issue 4). Contract names are relied on by scripts.
+"""DICOM association audit results. Contract names are relied on by scripts.
 
 Contract fields (``report.json`` → ``application_entities[]``): ``ae_title``, ``host``, ``port``, ``tls``,
 ``verification``, ``accepts_any_called_ae``, ``accepts_any_calling_ae``, ``implementation_class_uid``,
-``implementation_version_name``, ``max_pdu_length``, ``user_identity`` (``types`` "1".."5" →
-accepted/rejected/ignored/not_tested, ``enforced``), ``artim_seconds``, ``max_associations``.
-Everything else is detail that backs those answers (PS3.7 D.3.3, PS3.8 §9.3).
+``implementation_version_name``, ``max_pdu_length``, ``user_identity`` (``types`` "1".."5" → a
+classification: supported / accepted_unchecked / not_checked / refused / undetermined / not_tested,
+with its reason and evidence; ``enforced``), ``artim_seconds``, ``max_associations``, ``busy_retries``.
+``None`` always means undetermined, never "no". Everything else is detail that backs those answers
+(PS3.7 D.3.3, PS3.8 §9.3).
 """
 
 from __future__ import annotations

@@ -53,6 +53,7 @@ from dcsaudit.probes.dicom_sop import SopClass, resolve, service_of
 
 T = TypeVar("T")
 UNKNOWN_AE = "ANY-SCP"
+NOT_FINISHED = "not audited: the DICOM stage's time budget ran out first"
 # Outcomes that mean "no DICOM conversation is possible here": stop auditing this AE after the baseline.
 FATAL = {"closed", "refused", "timeout", "tls_failure", "protocol_error", "error"}
 
@@ -390,5 +391,9 @@ async def audit_application_entities(ctx: AuditContext, endpoints: list[Endpoint
     by_host: dict[str, list[tuple[int, _AeTarget]]] = {}
     for i, t in enumerate(targets):
         by_host.setdefault(t.host, []).append((i, t))
+        # Replaced when the AE finishes; what a caller's bound cuts off stays an error with its reason.
+        sink[i] = ApplicationEntity(ae_title=t.ae_title, host=t.host, port=t.port, tls=t.tls,
+                                    configured=t.configured, calling_ae_title=ctx.config.scan.calling_ae_title,
+                                    error=NOT_FINISHED)
     await asyncio.gather(*(_audit_host(ctx, items, sink) for items in by_host.values()))
     return [sink[i] for i in sorted(sink)]

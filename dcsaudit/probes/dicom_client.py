@@ -128,7 +128,7 @@ async def _release(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, t
 
 # Retries after a transient answer (PS3.8 §9.3.4): the first waits this long, each next one twice as
 # long, at most RETRY_MAX_DELAY.
-RETRY_FIRST_DELAY = 0.25
+RETRY_FIRST_DELAY = 0.05
 RETRY_MAX_DELAY = 2.0
 # An A-ABORT in answer to the request: a product that aborts by policy would otherwise cost the whole
 # budget on every probe; an overloaded one frees a thread within this.

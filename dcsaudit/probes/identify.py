@@ -1,6 +1,7 @@
 """Service identification by speaking each protocol (no ``nmap -sV``).
 
-For every open TCP port two probes run side by side, each on its own connection:
+For every open TCP port up to two probes run, each on its own connection (the TLS one only when the
+plaintext one got no DICOM answer within HTTP_STAGGER, or TLS is expected on the port):
 
 * plaintext: an A-ASSOCIATE-RQ for Verification. Any A-ASSOCIATE-AC/RJ or A-ABORT proves DICOM
   (a reject still proves DICOM, PS3.8 §9.3); an ``HTTP/`` answer proves HTTP; a TLS alert proves the
