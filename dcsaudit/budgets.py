@@ -47,3 +47,37 @@ def dicom_host_seconds(cfg: DeploymentConfig, aes_on_host: int) -> float:
 def dicom_stage_seconds(cfg: DeploymentConfig, aes_per_host: list[int]) -> float:
     """Hosts are audited in parallel: the slowest host bounds the stage."""
     return max((dicom_host_seconds(cfg, n) for n in aes_per_host), default=0.0) + MARGIN_SECONDS
+
+
+def _per_host(hosts: list[str]) -> list[int]:
+    return [hosts.count(h) for h in dict.fromkeys(hosts)]
+
+
+def inventory_seconds(cfg: DeploymentConfig) -> float:
+    """nmap (its own bound + 5 s to exit), then a connect-scan fallback per_host ports at a time, and NTP."""
+    t, per_host = cfg.scan.timeouts, cfg.scan.concurrency.per_host
+    ports = max((len(cfg.tcp_ports_for(h)) for h in cfg.hosts), default=0)
+    return t.nmap + 5 + math.ceil(ports / per_host) * t.connect + t.read + MARGIN_SECONDS
+
+
+def identification_seconds(cfg: DeploymentConfig, open_hosts: list[str]) -> float:
+    """Up to three connections an endpoint, one after another at worst, ``per_host`` connections at once."""
+    t, per_host = cfg.scan.timeouts, cfg.scan.concurrency.per_host
+    per_endpoint = 3 * (t.connect + t.tls_handshake + t.read) + 1.0
+    waves = max((math.ceil(3 * n / per_host) for n in _per_host(open_hosts)), default=0)
+    return waves * per_endpoint + MARGIN_SECONDS
+
+
+def tls_endpoint_seconds(cfg: DeploymentConfig) -> float:
+    return cfg.scan.timeouts.endpoint
+
+
+def tls_stage_seconds(cfg: DeploymentConfig, tls_hosts: list[str]) -> float:
+    """Endpoints of a host share its connection bound, ``connections_per_endpoint`` each."""
+    per_host, each = cfg.scan.concurrency.per_host, cfg.scan.tls.connections_per_endpoint
+    waves = max((math.ceil(n * each / per_host) for n in _per_host(tls_hosts)), default=0)
+    return waves * tls_endpoint_seconds(cfg) + MARGIN_SECONDS
+
+
+def collector_probe_seconds(cfg: DeploymentConfig) -> float:
+    return cfg.scan.timeouts.endpoint

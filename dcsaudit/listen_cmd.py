@@ -17,11 +17,12 @@ from dcsaudit.context import AuditContext
 from dcsaudit.models.audit import AuditTrail
 from dcsaudit.models.core import Reason
 from dcsaudit.models.dicom import Initiator
+from dcsaudit.models.report import Report
 from dcsaudit.policy import Policy
 from dcsaudit.runner import assemble_report
 
 
-def run_listen(args: argparse.Namespace, policy: Policy, progress: Callable[[str], None]):  # -> Report
+def run_listen(args: argparse.Namespace, policy: Policy, progress: Callable[[str], None]) -> Report:
     config = parse_config({"deployment": f"listen on {args.bind}", "hosts": [{"address": args.bind}]}, "listen")
     ctx = AuditContext.create(config, progress)
     started = datetime.now(UTC)

@@ -1,23 +1,28 @@
 """Runs one audit: inventory → identification → TLS / DICOM / audit-trail probes → checks → annex.
 
-The runner owns concurrency (``Limiter``: overall and per host) and time bounds; probes never raise
-out of it (architecture rule 3): anything unexpected becomes evidence with a reason and the audit
-goes on. Data moves one way; checks and the annex builder only read what probes collected.
+The runner owns concurrency (``Limiter``: overall and per host) and time bounds: the pipeline is the
+table ``STAGES`` (name, wanted, run, budget), each budget computed once from the config in
+:mod:`dcsaudit.budgets`. Probes never raise out of it: anything unexpected becomes evidence with a
+reason and the audit goes on. Data moves one way; checks and the annex builder only read what the
+probes collected.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TypeVar
 
 from dcsaudit import __version__, budgets
 from dcsaudit.annex.builder import build_annex
 from dcsaudit.auditmsg.correlate import correlate
 from dcsaudit.checks import REGISTRY, AuditData
-from dcsaudit.config import DeploymentConfig
+from dcsaudit.config import DeploymentConfig, Host
 from dcsaudit.context import AuditContext
 from dcsaudit.models.audit import AuditTrail
 from dcsaudit.models.core import Finding, Reason
@@ -32,9 +37,10 @@ from dcsaudit.probes.syslog_collector import SyslogCollector
 from dcsaudit.probes.syslog_sender import probe_product_collector
 from dcsaudit.probes.tls import audit_tls
 from dcsaudit.probes.tls.audit import TlsAuditOptions
+from dcsaudit.services import DICOM_SERVICES, SYSLOG_SERVICES, TLS_SERVICES
 
-TLS_SERVICES = frozenset({"dicom-tls", "tls", "https", "syslog-tls"})
-
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 def run_checks(data: AuditData, policy: Policy) -> list[Finding]:
     findings: list[Finding] = []
@@ -44,7 +50,29 @@ def run_checks(data: AuditData, policy: Policy) -> list[Finding]:
     return findings
 
 
-async def _bounded(ctx: AuditContext, what: str, target: str, coro: Any, timeout: float) -> Any:
+@dataclass
+class Collected:
+    """What the stages found so far. Each stage updates it as its parts finish, so a stage bound
+    that fires keeps every finished part."""
+
+    endpoints: list[Endpoint] = field(default_factory=list)
+    aes: dict[int, ApplicationEntity] = field(default_factory=dict)  # target index -> AE
+
+    def endpoints_where(self, services: frozenset[str]) -> list[int]:
+        return [i for i, e in enumerate(self.endpoints) if e.service in services]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the pipeline: whether the config wants it, what it does, its time budget."""
+
+    name: str
+    wanted: Callable[[DeploymentConfig, Collected], bool]
+    run: Callable[[AuditContext, Collected], Awaitable[None]]
+    budget: Callable[[DeploymentConfig, Collected], float]
+
+
+async def _bounded(ctx: AuditContext, what: str, target: str, coro: Awaitable[T], timeout: float) -> T | None:
     """Await a probe within its time bound; a timeout or a bug becomes evidence, not a crash."""
     try:
         return await asyncio.wait_for(coro, timeout)
@@ -56,47 +84,96 @@ async def _bounded(ctx: AuditContext, what: str, target: str, coro: Any, timeout
     return None
 
 
-async def _tls_stage(ctx: AuditContext, endpoints: list[Endpoint]) -> list[Endpoint]:
-    targets = [e for e in endpoints if e.service in TLS_SERVICES]
-    if not targets or not ctx.config.scan.tls_audit:
-        return endpoints
+async def _inventory(ctx: AuditContext, got: Collected) -> None:
+    ctx.progress(f"port inventory of {len(ctx.config.hosts)} host(s)")
+    per_host: dict[int, list[Endpoint]] = {}
+
+    async def one(i: int, host: Host) -> None:
+        per_host[i] = await inventory_host(ctx, host)
+        got.endpoints = [ep for k in sorted(per_host) for ep in per_host[k]]
+
+    await asyncio.gather(*(one(i, h) for i, h in enumerate(ctx.config.hosts)))
+
+
+async def _identification(ctx: AuditContext, got: Collected) -> None:
+    ctx.progress(f"identifying {sum(1 for e in got.endpoints if e.state == 'open')} open endpoint(s)")
+    await identify_all(ctx, got.endpoints, sink=got.endpoints)
+
+
+async def _dicom(ctx: AuditContext, got: Collected) -> None:
+    ctx.progress("DICOM association audit")
+    await audit_application_entities(ctx, got.endpoints, got.aes)
+
+
+async def _tls(ctx: AuditContext, got: Collected) -> None:
+    targets = got.endpoints_where(TLS_SERVICES)
     ctx.progress(f"TLS audit of {len(targets)} endpoint(s)")
-    bound = ctx.config.scan.timeouts.endpoint
     o = ctx.config.scan.tls
     options = TlsAuditOptions(sslv2_sslv3=o.sslv2_sslv3, vulnerabilities=o.vulnerabilities, robot=o.robot,
                               connections_per_endpoint=o.connections_per_endpoint)
-    results = await asyncio.gather(
-        *(_bounded(ctx, "tls.audit", ep.key, audit_tls(ctx, ep, options), bound) for ep in targets))
-    by_key = {ep.key: res for ep, res in zip(targets, results, strict=True) if res is not None}
-    return [e.model_copy(update={"tls": by_key[e.key]}) if e.key in by_key else e for e in endpoints]
+    bound = budgets.tls_endpoint_seconds(ctx.config)
+
+    async def one(i: int) -> None:
+        ep = got.endpoints[i]
+        result = await _bounded(ctx, "tls.audit", ep.key, audit_tls(ctx, ep, options), bound)
+        if result is not None:
+            got.endpoints[i] = ep.model_copy(update={"tls": result})
+
+    await asyncio.gather(*(one(i) for i in targets))
 
 
-async def _dicom_stage(ctx: AuditContext, endpoints: list[Endpoint]) -> list[ApplicationEntity]:
-    wanted = bool(ctx.config.application_entities) or any(e.service in ("dicom", "dicom-tls") for e in endpoints)
-    if not wanted or not ctx.config.scan.dicom_audit:
-        return []
-    ctx.progress("DICOM association audit")
-    # Every AE phase is bounded inside; this outer bound is their sum plus a margin, and when it fires
-    # anyway the AEs that finished are kept (the sink fills as each one ends).
-    bound = budgets.dicom_stage_seconds(ctx.config, aes_per_host(ctx, endpoints))
-    sink: dict[int, ApplicationEntity] = {}
-    await _bounded(ctx, "dicom.audit", "*", audit_application_entities(ctx, endpoints, sink), bound)
-    cut = [i for i, ae in sink.items() if ae.error == NOT_FINISHED]
-    if cut:
-        ev = ctx.evidence.add("dicom.audit", "*", False, f"{len(cut)} AE(s) not audited within the stage budget of "
-                              f"{bound:.0f} s; the {len(sink) - len(cut)} that finished are kept",
-                              reason=Reason.TIMEOUT)
-        for i in cut:
-            sink[i] = sink[i].model_copy(update={"evidence": [ev.id]})
-    return [sink[i] for i in sorted(sink)]
+async def _collector_probe(ctx: AuditContext, got: Collected) -> None:
+    bound = budgets.collector_probe_seconds(ctx.config)
+    await asyncio.gather(*(_bounded(ctx, "syslog.send", got.endpoints[i].key,
+                                    probe_product_collector(ctx, got.endpoints[i]), bound)
+                           for i in got.endpoints_where(SYSLOG_SERVICES)))
 
 
-async def _collector_probe_stage(ctx: AuditContext, endpoints: list[Endpoint]) -> None:
-    targets = [e for e in endpoints if e.service in ("syslog-tls", "syslog-udp")]
-    if not targets:
+def _dicom_wanted(cfg: DeploymentConfig, got: Collected) -> bool:
+    return cfg.scan.dicom_audit and (bool(cfg.application_entities) or bool(got.endpoints_where(DICOM_SERVICES)))
+
+
+def _tls_hosts(got: Collected) -> list[str]:
+    return [got.endpoints[i].host for i in got.endpoints_where(TLS_SERVICES)]
+
+
+# The pipeline, in order. Associations come before the TLS audit: each of its full handshakes can hold
+# one of the product's association slots until the product's ARTIM timer fires (pynetdicom does), and
+# the association audit would then see (2, 3, 2) local-limit-exceeded rejects caused by the scan itself.
+# A new probe family is one row here, its services in dcsaudit/services.py and its own modules.
+STAGES: tuple[Stage, ...] = (
+    Stage("inventory", lambda cfg, got: True, _inventory,
+          lambda cfg, got: budgets.inventory_seconds(cfg)),
+    Stage("identify", lambda cfg, got: True, _identification,
+          lambda cfg, got: budgets.identification_seconds(cfg, [e.host for e in got.endpoints if e.state == "open"])),
+    Stage("dicom.audit", _dicom_wanted, _dicom,
+          lambda cfg, got: budgets.dicom_stage_seconds(cfg, aes_per_host(cfg, got.endpoints))),
+    Stage("tls.audit", lambda cfg, got: cfg.scan.tls_audit and bool(got.endpoints_where(TLS_SERVICES)), _tls,
+          lambda cfg, got: budgets.tls_stage_seconds(cfg, _tls_hosts(got))),
+    Stage("syslog.send", lambda cfg, got: bool(got.endpoints_where(SYSLOG_SERVICES)), _collector_probe,
+          lambda cfg, got: budgets.collector_probe_seconds(cfg) + budgets.MARGIN_SECONDS),
+)
+
+
+async def run_stage(ctx: AuditContext, stage: Stage, got: Collected) -> None:
+    """Run one stage within its budget; when the bound fires, what finished stays in ``got``."""
+    if not stage.wanted(ctx.config, got):
+        log.info("stage %s: nothing to do", stage.name)
         return
-    bound = ctx.config.scan.timeouts.endpoint
-    await asyncio.gather(*(_bounded(ctx, "syslog.send", ep.key, probe_product_collector(ctx, ep), bound) for ep in targets))
+    bound = stage.budget(ctx.config, got)
+    start = time.perf_counter()
+    await _bounded(ctx, stage.name, "*", stage.run(ctx, got), bound)
+    log.info("stage %s: %.2f s (budget %.0f s)", stage.name, time.perf_counter() - start, bound)
+
+
+def _mark_unfinished(ctx: AuditContext, got: Collected) -> None:
+    """AEs the DICOM stage's bound cut off get its timeout as their evidence."""
+    cut = [i for i, ae in got.aes.items() if ae.error == NOT_FINISHED]
+    if cut:
+        ev = ctx.evidence.add("dicom.audit", "*", False, f"{len(cut)} AE(s) not audited within the stage budget; "
+                              f"the {len(got.aes) - len(cut)} that finished are kept", reason=Reason.TIMEOUT)
+        for i in cut:
+            got.aes[i] = got.aes[i].model_copy(update={"evidence": [ev.id]})
 
 
 class _Collector:
@@ -150,23 +227,14 @@ async def run_audit(
 
     collector = _Collector(ctx)
     collector.start()
-
-    ctx.progress(f"port inventory of {len(config.hosts)} host(s)")
-    per_host = await asyncio.gather(*(inventory_host(ctx, h) for h in config.hosts))
-    endpoints = [ep for eps in per_host for ep in eps]
-
-    ctx.progress(f"identifying {sum(1 for e in endpoints if e.state == 'open')} open endpoint(s)")
-    endpoints = await identify_all(ctx, endpoints)
-    # Associations before the TLS audit: each of its full handshakes can hold one of the product's
-    # association slots until the product's ARTIM timer fires (pynetdicom does), and the association
-    # audit would then see (2, 3, 2) local-limit-exceeded rejects caused by the scan itself.
-    aes = await _dicom_stage(ctx, endpoints)
-    endpoints = await _tls_stage(ctx, endpoints)
-    await _collector_probe_stage(ctx, endpoints)
+    got = Collected()
+    for stage in STAGES:
+        await run_stage(ctx, stage, got)
+    _mark_unfinished(ctx, got)
     trail = await collector.stop()
     if extra_trail is not None:
         trail = extra_trail if trail is None else AuditTrail(messages=trail.messages + extra_trail.messages)
-
+    endpoints, aes = got.endpoints, [got.aes[i] for i in sorted(got.aes)]
     return assemble_report(ctx, policy, started, command, endpoints, aes, initiators or [], trail)
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from dcsaudit import budgets, dicom_verdicts
-from dcsaudit.config import ApplicationEntityConfig, ConfigError
+from dcsaudit.config import ApplicationEntityConfig, ConfigError, DeploymentConfig
 from dcsaudit.context import AuditContext
 from dcsaudit.models.core import Reason
 from dcsaudit.models.dicom import (
@@ -50,6 +50,7 @@ from dcsaudit.probes import dicom_params, dicom_ul, user_identity
 from dcsaudit.probes.dicom_client import Spec, Target, run_attempt
 from dcsaudit.probes.dicom_impl import recognise
 from dcsaudit.probes.dicom_sop import SopClass, resolve, service_of
+from dcsaudit.services import DICOM_SERVICES
 
 T = TypeVar("T")
 UNKNOWN_AE = "ANY-SCP"
@@ -343,8 +344,7 @@ async def _audit_host(ctx: AuditContext, targets: list[tuple[int, _AeTarget]], s
                                     partial)
 
 
-def _targets(ctx: AuditContext, endpoints: list[Endpoint]) -> list[_AeTarget]:
-    cfg = ctx.config
+def _targets(cfg: DeploymentConfig, endpoints: list[Endpoint]) -> list[_AeTarget]:
     out: list[_AeTarget] = []
     seen: set[tuple[str, int]] = set()
     ae: ApplicationEntityConfig
@@ -355,7 +355,7 @@ def _targets(ctx: AuditContext, endpoints: list[Endpoint]) -> list[_AeTarget]:
         out.append(_AeTarget(ae.ae_title, addr, ae.port, ae.tls, True))
         seen.add((addr, ae.port))
     for ep in endpoints:
-        if ep.protocol != "tcp" or ep.state != "open" or ep.service not in ("dicom", "dicom-tls"):
+        if ep.protocol != "tcp" or ep.state != "open" or ep.service not in DICOM_SERVICES:
             continue
         addr = cfg.address_of(ep.host)
         if (addr, ep.port) in seen:
@@ -365,10 +365,10 @@ def _targets(ctx: AuditContext, endpoints: list[Endpoint]) -> list[_AeTarget]:
     return out
 
 
-def aes_per_host(ctx: AuditContext, endpoints: list[Endpoint]) -> list[int]:
+def aes_per_host(cfg: DeploymentConfig, endpoints: list[Endpoint]) -> list[int]:
     """How many AEs each host will have audited (for the stage budget)."""
     try:
-        hosts = [t.host for t in _targets(ctx, endpoints)]
+        hosts = [t.host for t in _targets(cfg, endpoints)]
     except Exception:
         return []
     return [hosts.count(h) for h in dict.fromkeys(hosts)]
@@ -382,7 +382,7 @@ async def audit_application_entities(ctx: AuditContext, endpoints: list[Endpoint
     receives each AE as it finishes (index → AE), so a caller's outer bound can keep what finished.
     """
     try:
-        targets = _targets(ctx, endpoints)
+        targets = _targets(ctx.config, endpoints)
     except Exception as exc:
         ctx.evidence.add("dicom.assoc", "*", ok=False, reason=Reason.INTERNAL_ERROR,
                          summary=f"cannot list DICOM targets: {type(exc).__name__}")

@@ -380,11 +380,20 @@ async def identify_endpoint(ctx: AuditContext, ep: Endpoint, sslctx: ssl.SSLCont
                                  "evidence": ids})
 
 
-async def identify_all(ctx: AuditContext, endpoints: list[Endpoint]) -> list[Endpoint]:
+async def identify_all(ctx: AuditContext, endpoints: list[Endpoint],
+                       sink: list[Endpoint] | None = None) -> list[Endpoint]:
+    """Identify every endpoint; never raises. ``sink`` (same length) gets each result as it finishes,
+    so a caller's bound keeps the endpoints already identified."""
     try:
         sslctx = _identify_context(ctx)
     except (OSError, ssl.SSLError, ValueError) as exc:
         ctx.evidence.add("identify.tls", "*", False, f"cannot load the TLS client credentials: {type(exc).__name__}",
                          reason=Reason.INTERNAL_ERROR)
         sslctx = _identify_context(ctx, with_credentials=False)
-    return list(await asyncio.gather(*(identify_endpoint(ctx, ep, sslctx) for ep in endpoints)))
+    out = sink if sink is not None else list(endpoints)
+
+    async def one(i: int, ep: Endpoint) -> None:
+        out[i] = await identify_endpoint(ctx, ep, sslctx)
+
+    await asyncio.gather(*(one(i, ep) for i, ep in enumerate(list(endpoints))))
+    return list(out)

@@ -32,7 +32,7 @@ from dcsaudit.models.endpoint import Endpoint
 from dcsaudit.models.tls import TLS_VERSIONS, TlsFeatures, TlsResult, Vulnerabilities
 from dcsaudit.probes.tls import certificate, profiles
 from dcsaudit.probes.tls.engine import Outcome, Timeouts, exchange
-from dcsaudit.probes.tls.enumerate import Enumerator, names
+from dcsaudit.probes.tls.enumerate import Enumerator, RawFindings, names
 from dcsaudit.probes.tls.registry import alert_name
 
 PROBE = "tls.audit"
@@ -274,14 +274,14 @@ async def _audit(ctx: AuditContext, endpoint: Endpoint, opts: TlsAuditOptions, t
     })
 
 
-def _first_evidence(f: Any) -> Outcome | None:
+def _first_evidence(f: RawFindings) -> Outcome | None:
     for vr in f.versions.values():
         if vr.evidence:
             return vr.evidence[0]
     return None
 
 
-def _alerts(f: Any) -> dict[str, str]:
+def _alerts(f: RawFindings) -> dict[str, str]:
     out: dict[str, str] = {}
     for v, vr in f.versions.items():
         for o in vr.evidence:

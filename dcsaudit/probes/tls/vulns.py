@@ -15,15 +15,12 @@ from dcsaudit.models.tls import Vulnerabilities
 def run_sslyze(host: str, port: int, robot: bool, timeout: float) -> tuple[Vulnerabilities, bool | None]:
     """Returns (vulnerabilities, client-initiated renegotiation accepted). Never raises."""
     try:
-        from sslyze import (
-            ScanCommand,
-            ScanCommandAttemptStatusEnum,
-            Scanner,
-            ServerNetworkConfiguration,
-            ServerNetworkLocation,
-            ServerScanRequest,
-            ServerScanStatusEnum,
-        )
+        # From the defining modules: the sslyze package re-exports these without ``__all__``.
+        from sslyze.plugins.scan_commands import ScanCommand
+        from sslyze.scanner.models import ServerScanRequest, ServerScanStatusEnum
+        from sslyze.scanner.scan_command_attempt import ScanCommandAttemptStatusEnum
+        from sslyze.scanner.scanner import Scanner
+        from sslyze.server_setting import ServerNetworkConfiguration, ServerNetworkLocation
     except ImportError as exc:
         return Vulnerabilities(notes=[f"sslyze not available: {exc}"]), None
     commands = {ScanCommand.HEARTBLEED, ScanCommand.OPENSSL_CCS_INJECTION, ScanCommand.SESSION_RENEGOTIATION}
