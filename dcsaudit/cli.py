@@ -12,18 +12,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
-from dcsaudit import __version__
+from dcsaudit import __version__, logs
 from dcsaudit.config import ConfigError, load_config
 from dcsaudit.models.report import Report
 from dcsaudit.policy import Policy, load_policy
 
 EXIT_OK, EXIT_POLICY_FAILED, EXIT_USAGE, EXIT_CANNOT_RUN = 0, 1, 2, 3
+log = logging.getLogger(__name__)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,10 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"dcsaudit {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    def logging_options(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log what each stage did and how long it took (-vv: every probe)")
+        sp.add_argument("--log-file", type=Path, help="also write the log here (at least -v detail); never secrets")
+
     def common(sp: argparse.ArgumentParser, default_out: str) -> None:
         sp.add_argument("--out", type=Path, default=Path(default_out), help=f"output directory (default {default_out})")
         sp.add_argument("--policy", help="policy name (configs/policy-NAME.yaml) or file; overrides the config")
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+        logging_options(sp)
 
     scan = sub.add_parser("scan", help="audit the deployment described by CONFIG")
     scan.add_argument("config", type=Path, help="deployment config (YAML); see configs/example-deployment.yaml")
@@ -65,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--duration", type=float, default=60.0, help="seconds to listen (default 60)")
     common(listen, "dcsaudit-listen-out")
 
-    sub.add_parser("schema", help="print the JSON Schema of report.json")
+    logging_options(sub.add_parser("schema", help="print the JSON Schema of report.json"))
     return p
 
 
@@ -150,6 +158,12 @@ def _cmd_listen(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        logs.setup(args.verbose, args.log_file)
+    except OSError as exc:
+        print(f"dcsaudit: config error: --log-file {args.log_file}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    log.info("dcsaudit %s %s", __version__, args.command)
+    try:
         if args.command == "schema":
             from dcsaudit.output import report_schema
 
@@ -164,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         print("dcsaudit: interrupted", file=sys.stderr)
         return EXIT_CANNOT_RUN
     except Exception as exc:  # the audit itself failed: say so in one line, exit 3
+        log.debug("the audit could not run", exc_info=True)
         print(f"dcsaudit: the audit could not run: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
 

@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from dcsaudit import logs
+
 # Ports that matter for DICOM deployments (DIMSE, DIMSE-TLS, DICOMweb, PACS web, syslog, LDAP).
 DEFAULT_TCP_PORTS: tuple[int, ...] = (
     104, 11112, 2761, 2762, 4242, 4006, 5678, 8104, 80, 443, 8042, 8080, 8443, 514, 601, 6514, 389, 636,
@@ -58,12 +60,14 @@ class SecretRef(_Strict):
             value = os.environ.get(self.env)
             if value is None:
                 raise ConfigError(f"secret: environment variable {self.env} is not set")
-            return SecretStr(value)
-        assert self.file is not None
-        try:
-            return SecretStr(self.file.read_text(encoding="utf-8").rstrip("\r\n"))
-        except OSError as exc:
-            raise ConfigError(f"secret: cannot read file {self.file}: {exc.strerror}") from None
+        else:
+            assert self.file is not None
+            try:
+                value = self.file.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise ConfigError(f"secret: cannot read file {self.file}: {exc.strerror}") from None
+        logs.register_secret(value)  # redacted from every log record from now on
+        return SecretStr(value)
 
     def describe(self) -> str:
         return f"env:{self.env}" if self.env else f"file:{self.file}"

@@ -115,7 +115,10 @@ async def _tls(ctx: AuditContext, got: Collected) -> None:
 
     async def one(i: int) -> None:
         ep = got.endpoints[i]
+        start = time.perf_counter()
         result = await _bounded(ctx, "tls.audit", ep.key, audit_tls(ctx, ep, options), bound)
+        log.info("TLS audit of %s: %s in %.2f s", ep.key, "done" if result is not None else "no result",
+                 time.perf_counter() - start)
         if result is not None:
             got.endpoints[i] = ep.model_copy(update={"tls": result})
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import shutil
 import socket
@@ -31,6 +32,8 @@ _NMAP_STATES: dict[str, PortState] = {
     "open|filtered": "filtered",
     "closed|filtered": "filtered",
 }
+
+log = logging.getLogger(__name__)
 
 
 def nmap_available() -> bool:
@@ -149,6 +152,8 @@ async def inventory_host(ctx: AuditContext, host: Host) -> list[Endpoint]:
                 results[("tcp", port)] = await _connect_state(address, port, t.connect)
         await asyncio.gather(*(one(p) for p in missing_tcp))
 
+    log.info("inventory of %s: %d TCP / %d UDP ports by %s, %d open", address, len(tcp), len(udp), used,
+             sum(1 for state, _ in results.values() if state == "open"))
     for (proto, port), (state, reason) in sorted(results.items()):
         ev = ctx.evidence.add(f"ports.{used if proto == 'tcp' else 'nmap'}", f"{address}:{port}/{proto}",
                               True, f"{proto.upper()} {port} {state} ({reason})",
