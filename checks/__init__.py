@@ -1,6 +1,12 @@
-"""The catalogue of checks. Importing this package registers every check module listed below."""
+"""The catalogue of checks: every module in this package is imported (in name order), and each
+``@check`` function in it registers itself. A new check is one function in one file here."""
 
-from dcsaudit.checks import audit_trail, dicom_association, dicom_exposure, inventory, tls  # noqa: F401  (registration by import)
+import importlib
+import pkgutil
+
 from dcsaudit.checks.base import REGISTRY, AuditData, CheckSpec, Verdict, check
+
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "base"):
+    importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = ["REGISTRY", "AuditData", "CheckSpec", "Verdict", "check"]
