@@ -1,6 +1,6 @@
 """Plumbing for checks: a check is a small pure function over the collected audit data.
 
-A check never does I/O (architecture rule 1). It is registered with a readable dotted id, a title, a
+A check never does I/O: it reads what the probes collected. It is registered with a readable dotted id, a title, a
 default severity and the standard sections it implements; it returns one Finding per target it judges.
 Severity overrides and which checks gate the exit status come from a policy file in configs/.
 """

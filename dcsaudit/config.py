@@ -155,7 +155,7 @@ class Intrusive(_Strict):
 
 
 class DicomProbeOptions(_Strict):
-    """Knobs of the DICOM association audit (issue 4); names or UIDs, resolved by dcsaudit.probes.dicom_sop."""
+    """Knobs of the DICOM association audit (PS3.8 §9.3, PS3.7 D.3.3); SOP classes by keyword or UID."""
 
     sop_classes: list[str] = Field(
         default_factory=lambda: [
@@ -183,7 +183,7 @@ class DicomProbeOptions(_Strict):
 
 
 class TlsProbeOptions(_Strict):
-    """Knobs of the TLS audit (issue 3): the expensive parts can be turned off or on."""
+    """Knobs of the TLS audit (PS3.15 B.12/B.13, RFC 9325): the expensive parts can be turned off or on."""
 
     vulnerabilities: bool = Field(default=True, description="sslyze Heartbleed / CCS injection / renegotiation tests")
     robot: bool = Field(default=False, description="sslyze ROBOT test (seconds per endpoint)")
@@ -204,12 +204,12 @@ class ScanOptions(_Strict):
         description="TLS ports where silence to DICOM/HTTP is read as an RFC 5425 receiver (syslog never answers)")
     tls_audit: bool = True
     tls: TlsProbeOptions = Field(default_factory=TlsProbeOptions)
-    dicom_audit: bool = Field(default=True, description="association audit of DICOM endpoints (issue 4)")
+    dicom_audit: bool = Field(default=True, description="association audit of DICOM endpoints (PS3.8 §9.3)")
     dicom: DicomProbeOptions = Field(default_factory=DicomProbeOptions)
 
 
 class CollectorOptions(_Strict):
-    """The syslog collector run during a scan (issue 5)."""
+    """The syslog collector run during a scan (RFC 5425/5426, PS3.15 A.6/A.7)."""
 
     enabled: bool = False
     bind: str = "127.0.0.1"

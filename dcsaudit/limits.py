@@ -1,4 +1,4 @@
-"""Concurrency bounds: overall and per host, shared by every probe (architecture rule 2)."""
+"""Concurrency bounds: overall and per host, shared by every probe (docs/design.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Writes report.json (the models, directly), annex.md and annex.html (jinja2 from templates/).
 
-Templates get only the serialised report (architecture rule 8): StrictUndefined so a misspelt field
+Templates get only the serialised report (docs/design.md): StrictUndefined so a misspelt field
 fails loudly, and autoescape for HTML so a hostile banner or AE title cannot inject markup.
 """
 

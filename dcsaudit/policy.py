@@ -1,4 +1,4 @@
-"""Policies: which findings gate the exit status, and severity overrides (architecture rule 6).
+"""Policies: which findings gate the exit status, and severity overrides.
 
 Policy files live in ``configs/policy-<name>.yaml`` (or any path). The code holds no policy.
 """

@@ -180,7 +180,7 @@ def _mark_unfinished(ctx: AuditContext, got: Collected) -> None:
 
 
 class _Collector:
-    """The audit-trail collector run during a scan (issue 5), when configured."""
+    """The audit-trail collector run during a scan (RFC 5425/5426), when configured."""
 
     def __init__(self, ctx: AuditContext) -> None:
         self.ctx = ctx

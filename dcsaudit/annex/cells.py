@@ -1,4 +1,4 @@
-"""Building annex cells with their provenance (architecture rule 9).
+"""Building annex cells with their provenance (verified, declared, contradicted, not verifiable, not observed).
 
 Every table builder goes through these helpers so that the rule "observed beats declared, and a
 disagreement is shown, never hidden" lives in one place.
