@@ -216,8 +216,9 @@ DESIGN = """# TLS audit: design and benchmark
 - **Vulnerabilities**: sslyze's Python API (Heartbleed, CCS injection, client renegotiation; ROBOT opt-in
   via `TlsAuditOptions(robot=True)` as it costs seconds) in a worker thread, concurrently with the raw
   enumeration. `TlsAuditOptions(vulnerabilities=False)` skips sslyze entirely.
-- **Verdicts**: `configs/tls_profiles.yaml` (rules as data, each citing its source) evaluated by
-  `profiles.py`; retired profiles recognised by fingerprint.
+- **Verdicts**: not the probe's. `configs/tls_profiles.yaml` (the TLS rule book: rules as data, each
+  citing its source, over the suite registry's attributes) is evaluated by `dcsaudit/rules/tls_profiles.py`
+  when the checks and the annex judge the facts; retired profiles recognised by fingerprint.
 - Every connection holds a `ctx.limiter.slot(host)`; timeouts come from `scan.timeouts` (connect, and
   min(read, tls_handshake) per answer); a first broad hello makes silent or non-TLS ports fail after one
   timeout.

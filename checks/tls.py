@@ -1,22 +1,21 @@
 """Checks on the TLS audit of each TLS endpoint (PS3.15 B.12/B.13, RFC 9325, RFC 8996).
 
-Each check reads ``Endpoint.tls`` (a ``TlsResult``) only; endpoints without a TLS audit are skipped,
-and an audit that failed is an ``error`` finding of ``tls.audit_completed`` rather than a silent pass.
+Each check reads the facts in ``Endpoint.tls`` (a ``TlsResult``) only; endpoints without a TLS audit are
+skipped, and an audit that failed is an ``error`` finding of ``tls.audit_completed`` rather than a
+silent pass. What is legacy, weak or not forward-secret, and the profile verdicts, come from the one
+TLS rule book (``dcsaudit.rules.tls_profiles``: ``configs/tls_profiles.yaml`` over the suite registry),
+so these checks and the profile verdicts judge every suite the same way.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 from dcsaudit.checks.base import AuditData, Verdict, check
-
 from dcsaudit.models.endpoint import Endpoint
 from dcsaudit.models.tls import TlsResult
+from dcsaudit.rules import tls_profiles
 
-LEGACY = ("SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1")
-WEAK = re.compile(r"_NULL_|_WITH_NULL|_anon_|_EXPORT|_RC4_|_DES40_|_WITH_DES_|_DES_CBC_|_3DES_|_MD5$|^SSL_CK_")
-NO_FS = re.compile(r"^TLS_(RSA|DH|ECDH|PSK|RSA_PSK)_WITH_|^TLS_(DH|ECDH)_(RSA|DSS|ECDSA)_WITH_")
 EXPIRY_WARNING_DAYS = 30
 
 
@@ -42,7 +41,7 @@ def audit_completed(data: AuditData) -> Iterator[Verdict]:
        references=["RFC 8996", "RFC 9325 §3.1.1", "PS3.15 B.12", "PS3.15 B.13"])
 def no_legacy_protocols(data: AuditData) -> Iterator[Verdict]:
     for ep, r in _audited(data):
-        old = [v for v in LEGACY if r.protocols.get(v)]
+        old = tls_profiles.legacy_versions(r)
         if old:
             yield Verdict("fail", ep.key, f"accepts {', '.join(old)}", r.evidence)
         else:
@@ -51,7 +50,7 @@ def no_legacy_protocols(data: AuditData) -> Iterator[Verdict]:
 
 def _profile(data: AuditData, name: str) -> Iterator[Verdict]:
     for ep, r in _audited(data):
-        v = r.profiles.get(name)
+        v = tls_profiles.evaluate(r).get(name)
         if v is None:
             continue
         if v.conforms:
@@ -77,7 +76,7 @@ def profile_modified_bcp195(data: AuditData) -> Iterator[Verdict]:
        references=["RFC 9325 §4.1", "RFC 7465"])
 def weak_ciphers(data: AuditData) -> Iterator[Verdict]:
     for ep, r in _audited(data):
-        weak = sorted({s for v in r.protocols.values() for s in v if WEAK.search(s)})
+        weak = tls_profiles.weak_suites(r)
         if weak:
             yield Verdict("fail", ep.key, f"accepts {', '.join(weak)}", r.evidence)
         else:
@@ -88,7 +87,7 @@ def weak_ciphers(data: AuditData) -> Iterator[Verdict]:
        references=["RFC 9325 §4.1"])
 def forward_secrecy(data: AuditData) -> Iterator[Verdict]:
     for ep, r in _audited(data):
-        static = sorted({s for v, ss in r.protocols.items() if v != "TLSv1.3" for s in ss if NO_FS.search(s)})
+        static = tls_profiles.non_forward_secret_suites(r)
         if static:
             yield Verdict("fail", ep.key, f"static key exchange accepted: {', '.join(static)}", r.evidence)
         else:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from dcsaudit.checks.base import AuditData
-
 from dcsaudit.annex.tls_tables import tables
+from dcsaudit.checks.base import AuditData
 from dcsaudit.models.core import Provenance
 from dcsaudit.models.dicom import Initiator, TlsOffer
 from dcsaudit.models.endpoint import Endpoint
-from dcsaudit.probes.tls import profiles
+from dcsaudit.rules import tls_profiles
 from tests.test_tls_checks import bad, good
 
 
 def _data(r, initiators=()):  # type: ignore[no-untyped-def]
-    r = r.model_copy(update={"profiles": profiles.evaluate(r), "retired_profiles": profiles.retired_profiles(r)})
+    # Facts only, as the probe records them: the annex judges them with the rule book itself.
     ep = Endpoint(host="127.0.0.5", port=2762, protocol="tcp", state="open", service="dicom-tls", tls=r)
     return AuditData(endpoints=[ep], evidence=[], initiators=list(initiators))
 
@@ -54,3 +53,28 @@ def test_weak_server_gets_n_with_reasons_and_retired_rows() -> None:
 def test_no_tls_endpoint_gives_empty_reasons() -> None:
     out = {t.id: t for _s, t in tables(AuditData(endpoints=[], evidence=[]))}
     assert out["N.11-4"].empty_reason and not out["N.11-4"].rows
+
+
+def test_annex_ignores_stale_verdicts_and_judges_the_facts() -> None:
+    # Given a weak server whose result carries verdicts that do not match its facts
+    stale = tls_profiles.judged(good()).profiles
+    r = bad().model_copy(update={"profiles": stale})
+    # When tabulated, Then the receiver is judged from the facts (N), not from the carried verdicts
+    out = {t.id: t for _s, t in tables(_data(r))}
+    assert out["N.8-3"].rows[0][3].value == "N"
+
+
+def test_judge_endpoints_fills_the_verdicts_for_the_report() -> None:
+    # Given endpoints as the probes leave them (facts, no verdicts), one audited and one failed
+    ok = Endpoint(host="127.0.0.5", port=2762, protocol="tcp", state="open", service="dicom-tls", tls=bad())
+    failed = Endpoint(host="127.0.0.5", port=2763, protocol="tcp", state="open", service="dicom-tls",
+                      tls=bad().model_copy(update={"error": "timeout", "protocols": {}}))
+    plain = Endpoint(host="127.0.0.5", port=104, protocol="tcp", state="open", service="dicom")
+    assert ok.tls is not None and ok.tls.profiles == {}
+    # When judged for report.json
+    j_ok, j_failed, j_plain = tls_profiles.judge_endpoints([ok, failed, plain])
+    # Then the audited result carries the rule book's verdicts and retired profiles, the others nothing
+    assert j_ok.tls is not None and j_ok.tls.profiles == tls_profiles.evaluate(bad())
+    assert j_ok.tls.retired_profiles == tls_profiles.retired_profiles(bad()) != []
+    assert j_failed.tls is not None and j_failed.tls.profiles == {} and j_failed.tls.retired_profiles == []
+    assert j_plain == plain

@@ -19,7 +19,8 @@ from dcsaudit.context import AuditContext
 from dcsaudit.models.endpoint import Endpoint
 from dcsaudit.models.tls import TlsResult
 from dcsaudit.probes.tls import audit_tls
-from dcsaudit.probes.tls.registry import cipher_suites
+from dcsaudit.rules import tls_profiles
+from dcsaudit.rules.tls_suites import cipher_suites
 from tests.peers.common import require_program
 from tests.peers.tls_peers import RsaPKI, bad_server, openssl_server, orthanc_tls, rsyslog_gtls, storescp_tls
 
@@ -72,10 +73,12 @@ def test_openssl_server_order_is_reported_exactly(rsa_pki: RsaPKI) -> None:
     assert r.features.renegotiation_info is True and r.features.compression is False
     # And sslyze's vulnerability plugins ran (OpenSSL 3 is not vulnerable)
     assert r.vulnerabilities.heartbleed is False and r.vulnerabilities.ccs_injection is False
-    # And the verdicts give precise reasons
-    assert not r.profiles[B12].conforms
-    assert "TLS_RSA_WITH_AES_128_CBC_SHA accepted: SHA-1 MAC" in r.profiles[B12].reasons
-    assert any(w.startswith("TLS_RSA_WITH_AES_128_CBC_SHA accepted: static RSA") for w in r.profiles[B12].warnings)
+    # And the probe recorded facts only; the rule book's verdicts on them give precise reasons
+    assert r.profiles == {} and r.retired_profiles == []
+    verdicts = tls_profiles.evaluate(r)
+    assert not verdicts[B12].conforms
+    assert "TLS_RSA_WITH_AES_128_CBC_SHA accepted: SHA-1 MAC" in verdicts[B12].reasons
+    assert any(w.startswith("TLS_RSA_WITH_AES_128_CBC_SHA accepted: static RSA") for w in verdicts[B12].warnings)
 
 
 def test_openssl_server_without_serverpref_follows_client_order(rsa_pki: RsaPKI) -> None:
@@ -134,9 +137,10 @@ def test_storescp_profiles(rsa_pki: RsaPKI, profile: str, tls12: set[str], retir
     # Then the TLS 1.2 suite set, the old-version acceptance and the retired profile are recognised
     assert set(r.protocols["TLSv1.2"]) == tls12
     assert bool(r.protocols["TLSv1.0"]) == old_versions
-    assert any(p.startswith(retired + " (") for p in r.retired_profiles), r.retired_profiles
+    found = tls_profiles.retired_profiles(r)
+    assert any(p.startswith(retired + " (") for p in found), found
     # And none of DCMTK 3.6.7's profiles conforms to B.13 (TLS 1.3 CCM suites missing at best)
-    assert not r.profiles[B13].conforms
+    assert not tls_profiles.evaluate(r)[B13].conforms
 
 
 @pytest.mark.parametrize("required", [True, False])
@@ -160,6 +164,21 @@ def test_rsyslog_gtls_input(rsa_pki: RsaPKI) -> None:
     assert r.error is None and r.protocols["TLSv1.2"]
     assert "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" in r.protocols["TLSv1.2"]
     assert r.certificate is not None and r.certificate.chain_valid is True
+    assert "TLS_DH_anon_WITH_AES_128_GCM_SHA256 accepted: anonymous key exchange" in tls_profiles.evaluate(r)[B12].reasons
+
+
+def test_psk_suites_are_judged_alike_by_checks_and_profiles(rsa_pki: RsaPKI) -> None:
+    # Given s_server with a pre-shared key: PSK, RSA_PSK (no forward secrecy) and DHE_PSK (ephemeral) suites
+    ciphers = "PSK-AES128-GCM-SHA256:RSA-PSK-AES128-GCM-SHA256:DHE-PSK-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
+    with openssl_server(rsa_pki, ciphers=ciphers + ":@SECLEVEL=0", versions=("-no_tls1_3",),
+                        extra=("-psk", "0102030405060708")) as port:
+        r, _ = run_audit(port, rsa_pki)
+    static = {"TLS_PSK_WITH_AES_128_GCM_SHA256", "TLS_RSA_PSK_WITH_AES_128_GCM_SHA256"}
+    assert static | {"TLS_DHE_PSK_WITH_AES_128_GCM_SHA256"} <= set(r.protocols["TLSv1.2"])
+    # Then the forward-secrecy check and the B.12 profile rules name the same suites: PSK and RSA_PSK only
+    assert set(tls_profiles.non_forward_secret_suites(r)) == static
+    warned = {w.split(" accepted: ")[0] for w in tls_profiles.evaluate(r)[B12].warnings if "no forward secrecy" in w}
+    assert warned == static
 
 
 def _nmap_suites(port: int) -> dict[str, set[str]]:

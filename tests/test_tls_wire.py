@@ -10,13 +10,13 @@ import threading
 
 import pytest
 
-from dcsaudit.probes.tls.registry import VERSION_CODES
 from dcsaudit.probes.tls.wire import (
     HelloSpec,
     build_client_hello,
     build_sslv2_client_hello,
     parse_client_hello,
 )
+from dcsaudit.rules.tls_suites import VERSION_CODES
 
 
 def _capture_python_client_hello(ctx: ssl.SSLContext, sni: str | None) -> bytes:

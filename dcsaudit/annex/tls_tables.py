@@ -1,13 +1,14 @@
 """PS3.2 N.8.4.2 (Table N.8-3) and N.11.2.5 (Tables N.11.2.5-1/-2/-3, N.11-4, N.11-5) from the TLS audit.
 
-Corrections to the PS3.2 2024d template (standards-digest §1.4, §6.2): Table N.11.2.5-1 prints
+Corrections to the PS3.2 2024d template (checked against the five TLS 1.3 suites of RFC 8446 §B.4 and DCMTK's B.13 list): Table N.11.2.5-1 prints
 TLS_AES_128_GCM_SHA256 twice, the second is TLS_AES_128_CCM_SHA256; Table N.11-4 repeats
 TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 and TLS_ECDHE_RSA_WITH_CAMELLIA_128_GCM_SHA256 and lacks
 TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 and TLS_ECDHE_ECDSA_WITH_AES_128_CCM. The tables here are
 built from observation, so they list what the server accepted (each suite once) and say so in notes.
 
-Receiver columns come from the endpoints' profile verdicts; Sender columns from the ClientHellos the
-product sent to ``dcsaudit listen`` (``data.initiators[].tls_offer``), judged with the same rules.
+Receiver columns come from the endpoints' TLS facts, Sender columns from the ClientHellos the product
+sent to ``dcsaudit listen`` (``data.initiators[].tls_offer``); both are judged here by the one TLS rule
+book (``dcsaudit.rules.tls_profiles``), the same the checks use.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from dcsaudit.annex.cells import label, not_observed, not_verifiable, reconcile,
 from dcsaudit.checks.base import AuditData
 from dcsaudit.models.core import AnnexTable, Cell
 from dcsaudit.models.endpoint import Endpoint
-from dcsaudit.models.tls import TLS_VERSIONS, TlsResult
-from dcsaudit.probes.tls import profiles
+from dcsaudit.models.tls import TLS_VERSIONS, ProfileVerdict, TlsResult
+from dcsaudit.rules import tls_profiles
 
 SUFFIX = " Secure Transport Connection Profile"
 TYPO_NOTE_13 = ("PS3.2 2024d prints TLS_AES_128_GCM_SHA256 twice in this table; the second is "
@@ -53,23 +54,25 @@ def _offer_as_result(offer: object) -> TlsResult | None:
 
 def n8_3(data: AuditData) -> AnnexTable:
     eps = _tls_endpoints(data)
-    book = profiles.load_profiles()
+    book = tls_profiles.load_profiles()
+    verdicts = [tls_profiles.evaluate(r, book) for _e, r in eps]
     offers = [(i, _offer_as_result(i.tls_offer)) for i in data.initiators if i.tls_offer is not None]
+    judged_offers = [(i, tls_profiles.evaluate(r, book)) for i, r in offers if r is not None]
     rows: list[list[Cell]] = []
     for p in book.profiles:
         name = p.name + SUFFIX
-        conf = [e for e, r in eps if r.profiles.get(p.name) and r.profiles[p.name].conforms]
+        conf = [e for (e, _r), v in zip(eps, verdicts, strict=True) if p.name in v and v[p.name].conforms]
         ev = [x for _e, r in eps for x in r.evidence]
         if eps:
             receiver = reconcile(data.declared, "N.8-3", f"{name} Receiver", "Y" if conf else "N", ev)
             if not conf:
-                first = eps[0][1].profiles.get(p.name)
+                first = verdicts[0].get(p.name)
                 why = "; ".join(first.reasons[:3]) if first else ""
                 receiver = receiver.model_copy(update={"note": (receiver.note + " " + why).strip()})
         else:
             receiver = reconcile(data.declared, "N.8-3", f"{name} Receiver", None,
                                  unobservable_note="no TLS endpoint audited")
-        judged = [(i, profiles.evaluate(r)[p.name]) for i, r in offers if r is not None]
+        judged = [(i, v[p.name]) for i, v in judged_offers]
         if judged:
             ok = [i for i, v in judged if v.conforms]
             sender = reconcile(data.declared, "N.8-3", f"{name} Sender", "Y" if ok else "N",
@@ -81,10 +84,11 @@ def n8_3(data: AuditData) -> AnnexTable:
         secured = verified(_secured_aes(data, conf), ev) if conf else Cell(value="", provenance=receiver.provenance,
                                                                               note="no audited AE conforms")
         rows.append([label(name), secured, sender, receiver, label("N.11.2.5")])
-    retired = sorted({x for _e, r in eps for x in r.retired_profiles})
+    recognised = [tls_profiles.retired_profiles(r, book) for _e, r in eps]
+    retired = sorted({x for found in recognised for x in found})
     if retired:
         for rname in retired:
-            holders = [e for e, r in eps if rname in r.retired_profiles]
+            holders = [e for (e, _r), found in zip(eps, recognised, strict=True) if rname in found]
             ev = [x for e, r in eps if e in holders for x in r.evidence]
             rows.append([label(rname), verified(_secured_aes(data, holders), ev), not_observed(),
                          verified("Y", ev, note="recognised by fingerprint (retired profile)"), label("N.11.2.5")])
@@ -97,8 +101,8 @@ def n8_3(data: AuditData) -> AnnexTable:
                              "product sent to dcsaudit listen. Reasons for N are in the cell notes."])
 
 
-def _profile_label(r: TlsResult, ep: Endpoint, many: bool) -> str:
-    names = [n for n, v in r.profiles.items() if v.conforms]
+def _profile_label(verdicts: dict[str, ProfileVerdict], ep: Endpoint, many: bool) -> str:
+    names = [n for n, v in verdicts.items() if v.conforms]
     base = " / ".join(n + SUFFIX for n in names) if names else "No conforming profile (observed)"
     return f"{base} — {ep.host}:{ep.port}" if many else base
 
@@ -117,8 +121,9 @@ def _list_table(data: AuditData, table_id: str, title: str, col: str, pick: str,
     rows: list[list[Cell]] = []
     for ep, r in eps:
         items, pref = _items(r, pick)
+        profile = _profile_label(tls_profiles.evaluate(r), ep, len(eps) > 1) if items else ""
         for i, item in enumerate(items):
-            rows.append([label(_profile_label(r, ep, len(eps) > 1)), verified(item, r.evidence),
+            rows.append([label(profile), verified(item, r.evidence),
                          _order_cell(i, pref, r.evidence)])
     return AnnexTable(id=table_id, title=title, columns=["Profile", col,
                       "Default Preference Order (from 1=preferred to n=less preferred)"], rows=rows,
@@ -184,7 +189,7 @@ def n11_5(data: AuditData) -> AnnexTable:
                          verified(f"{c.key_type} {c.key_bits} bits, {c.signature_hash}, expires {c.not_after[:10]}",
                                   r.evidence),
                          label("chain validated" if c.chain_valid else (c.chain_error or "chain not validated"))])
-    for p in profiles.load_profiles().profiles:
+    for p in tls_profiles.load_profiles().profiles:
         rows.append([label(p.name + " Secure Transport Connection parameters"), label(""), label(""), label("")])
         rows.append([label("[List specific configurable parameters for the local system]"),
                      reconcile(d, T, f"{p.name} Configurable", None), reconcile(d, T, f"{p.name} Default", None),

@@ -1,7 +1,12 @@
-"""TLS audit results (issue 3). Owned by the TLS probe; the contract names below are relied on by scripts.
+"""TLS audit results (RFC 8446, RFC 5246, PS3.15 B.12/B.13). The contract names below are relied on by scripts.
 
 Contract (``report.json`` → endpoint ``tls``): ``protocols``, ``preference``, ``client_certificate``,
 ``groups``, ``signature_algorithms``, ``certificate``, ``profiles``. Everything else is an extension.
+
+The TLS probe records facts only. ``profiles`` and ``retired_profiles`` are judgements of those facts by
+the rule book (``dcsaudit.rules.tls_profiles``, ``configs/tls_profiles.yaml``): the probe leaves them
+empty, the checks and the annex judge the facts themselves, and ``tls_profiles.judge_endpoints`` (when
+the report is assembled) fills them for readers of ``report.json``.
 """
 
 from __future__ import annotations
@@ -82,7 +87,9 @@ class TlsResult(Model):
     groups: list[str] = Field(default_factory=list, description="key exchange groups (TLS 1.3 then 1.2, no dups)")
     signature_algorithms: list[str] = Field(default_factory=list, description="TLS 1.3 then TLS 1.2 schemes")
     certificate: CertificateInfo | None = None
-    profiles: dict[str, ProfileVerdict] = Field(default_factory=dict)
+    profiles: dict[str, ProfileVerdict] = Field(
+        default_factory=dict, description="PS3.15 current profile -> verdict, judged from the facts here by the "
+        "rule book (dcsaudit.rules.tls_profiles) for report readers; empty when the audit failed")
     error: str | None = None
     evidence: list[str] = Field(default_factory=list)
     # Extensions beyond the contract.
@@ -98,7 +105,8 @@ class TlsResult(Model):
     signature_algorithms_tls12_preference: Preference = "unknown"
     features: TlsFeatures = Field(default_factory=TlsFeatures)
     vulnerabilities: Vulnerabilities = Field(default_factory=Vulnerabilities)
-    retired_profiles: list[str] = Field(default_factory=list, description="retired PS3.15 profiles recognised")
+    retired_profiles: list[str] = Field(default_factory=list, description="retired PS3.15 profiles recognised "
+                                        "by the rule book's fingerprints (filled like profiles)")
     handshakes: int = Field(default=0, description="connections the audit opened")
     warnings: list[str] = Field(default_factory=list, description="why a list may be incomplete (timeouts)")
     duration_ms: float = 0.0

@@ -1,4 +1,5 @@
-"""TLS audit (issue 3): raw-ClientHello enumeration, certificates, client auth, PS3.15 profile verdicts."""
+"""TLS audit (PS3.15 B.12/B.13, RFC 9325): raw-ClientHello enumeration, certificates, client auth (facts; the verdicts are
+``dcsaudit.rules.tls_profiles``'s)."""
 
 from dcsaudit.probes.tls.audit import TlsAuditOptions, audit_tls
 from dcsaudit.probes.tls.wire import ClientHelloInfo, parse_client_hello

@@ -1,4 +1,6 @@
-"""The TLS audit of one endpoint (issue 3): raw enumeration, certificate, client auth, verdicts.
+"""The TLS audit of one endpoint (RFC 8446, RFC 5246, RFC 9325): raw enumeration, certificate, client auth. Facts only:
+the PS3.15 profile verdicts are the rule book's (``dcsaudit.rules.tls_profiles``), judged by the
+checks and the annex.
 
 Plan, chosen for speed (see docs/benchmarks-tls.md):
 1. In parallel: SSLv2 hello, and suite elimination for SSLv3 .. TLS 1.3 (raw ClientHellos).
@@ -30,10 +32,10 @@ from dcsaudit.context import AuditContext
 from dcsaudit.models.core import Reason
 from dcsaudit.models.endpoint import Endpoint
 from dcsaudit.models.tls import TLS_VERSIONS, TlsFeatures, TlsResult, Vulnerabilities
-from dcsaudit.probes.tls import certificate, profiles
+from dcsaudit.probes.tls import certificate
 from dcsaudit.probes.tls.engine import Outcome, Timeouts, exchange
 from dcsaudit.probes.tls.enumerate import Enumerator, RawFindings, names
-from dcsaudit.probes.tls.registry import alert_name
+from dcsaudit.rules.tls_suites import alert_name
 
 PROBE = "tls.audit"
 
@@ -207,7 +209,8 @@ async def _audit(ctx: AuditContext, endpoint: Endpoint, opts: TlsAuditOptions, t
         client_cert = "optional" if ok else "required"
         evidence.append(ctx.evidence.add(PROBE + ".client_auth", target, True,
                                          f"TLS 1.2 handshake without a client certificate: {detail}",
-                                         data={"completed": ok}).id)
+                                         data={"completed": ok},
+                                         reason=None if ok else Reason.CLIENT_CERTIFICATE_REQUIRED).id)
     if creds is not None and f.certificate_request:
         pw = creds.key_password.resolve().get_secret_value() if creds.key_password else None
         ok, detail = await ctx.limiter.run_blocking(
@@ -256,8 +259,6 @@ async def _audit(ctx: AuditContext, endpoint: Endpoint, opts: TlsAuditOptions, t
         signature_algorithms_tls12=f.sigalgs12, signature_algorithms_tls12_preference=f.sigalgs12_order,
         features=features, vulnerabilities=vulns, handshakes=f.probes,
     )
-    verdicts = profiles.evaluate(result)
-    retired = profiles.retired_profiles(result)
     elapsed = (time.perf_counter() - start) * 1000
     summary = (f"TLS: {', '.join(accepted)}; {sum(len(s) for s in protocols.values())} suites "
                f"({pref} order); client certificate {client_cert}; {f.probes} handshakes")
@@ -269,7 +270,7 @@ async def _audit(ctx: AuditContext, endpoint: Endpoint, opts: TlsAuditOptions, t
     })
     warnings = [f"{len(timeouts)} handshake(s) timed out twice; the lists may be incomplete"] if timeouts else []
     return result.model_copy(update={
-        "warnings": warnings, "profiles": verdicts, "retired_profiles": retired, "evidence": [main_ev.id, *evidence],
+        "warnings": warnings, "evidence": [main_ev.id, *evidence],
         "duration_ms": round(elapsed, 1),
     })
 

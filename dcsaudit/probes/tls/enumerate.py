@@ -7,7 +7,7 @@ server order (same first pick) from client order (our first pick). Suites are of
 ClientHello stays small (some servers choke on very large hellos). Groups and signature schemes are
 tested one per hello (in parallel), then ordered by elimination.
 
-Every probe holds one connection slot of the shared limiter (architecture rule 2).
+Every probe holds one connection slot of the shared limiter (dcsaudit/limits.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 from dcsaudit.probes.tls import wire
 from dcsaudit.probes.tls.engine import Outcome
-from dcsaudit.probes.tls.registry import (
+from dcsaudit.probes.tls.tls13 import KEYED_GROUPS, KeyShare
+from dcsaudit.rules.tls_suites import (
     EC_GROUPS,
     GROUP_CODES,
     SIGNATURE_SCHEMES,
@@ -31,7 +32,6 @@ from dcsaudit.probes.tls.registry import (
     signature_name,
     suite_name,
 )
-from dcsaudit.probes.tls.tls13 import KEYED_GROUPS, KeyShare
 
 Probe = Callable[..., Awaitable[Outcome]]
 Order = Literal["server", "client", "unknown"]

@@ -16,7 +16,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 
-from dcsaudit.probes.tls.registry import (
+from dcsaudit.rules.tls_suites import (
     VERSION_NAMES,
     alert_name,
     group_name,

@@ -1,4 +1,8 @@
-"""IANA code points the TLS probe needs: cipher suites, supported groups, signature schemes, alerts.
+"""The TLS registries of the rule book: cipher suites, supported groups, signature schemes, alerts.
+
+The probes build and parse hellos with these code points; the profile rules (``tls_profiles``) and
+the checks judge a suite by its attributes here (key exchange, authentication, encryption, MAC), so a
+suite means the same thing everywhere.
 
 Cipher suites come from ``dcsaudit/data/tls_cipher_suites.csv`` (the IANA "TLS Cipher Suites" registry
 plus the SSLv2 kinds of RFC 6101 / draft-hickman); groups from the IANA "TLS Supported Groups"
@@ -36,12 +40,26 @@ class CipherSuite:
     mac: str
 
     @property
+    def kx_family(self) -> str:
+        """The key exchange without its export size: ``RSA(512)`` -> ``RSA``, ``DH(1024)`` -> ``DH``."""
+        return _family(self.kx)
+
+    @property
+    def enc_family(self) -> str:
+        """The cipher without its key size: ``AESGCM(128)`` -> ``AESGCM``, ``DES(40)`` -> ``DES``."""
+        return _family(self.enc)
+
+    @property
     def sslv2(self) -> bool:
         return self.code > 0xFFFF
 
     @property
     def tls13(self) -> bool:
         return self.protocol == "TLSv1.3"
+
+
+def _family(column: str) -> str:
+    return column.split("(", 1)[0]
 
 
 @cache
