@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dcsaudit.audit_originator import AuditOriginator
 from dcsaudit.auditmsg import build
 from dcsaudit.evidence import EvidenceLog
-from dcsaudit.probes.syslog_collector import SyslogCollector
+from dcsaudit.listeners.syslog_collector import SyslogCollector
 from tests.peers.common import LOOPBACK, TestPKI
 from tests.peers.rsyslog import rsyslog_tls_receiver, wait_until
 

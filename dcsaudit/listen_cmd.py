@@ -31,7 +31,7 @@ def run_listen(args: argparse.Namespace, policy: Policy, progress: Callable[[str
     trail: AuditTrail | None = None
     try:
         if args.dicom_port is not None or args.dicom_tls_port is not None:
-            from dcsaudit.probes.listen import DicomListener
+            from dcsaudit.listeners.dicom_scp import DicomListener
 
             listener = DicomListener(args.bind, args.dicom_port, args.dicom_tls_port, ctx.evidence,
                                      tls_cert=args.tls_cert, tls_key=args.tls_key, tls_ca=args.tls_ca,
@@ -39,7 +39,7 @@ def run_listen(args: argparse.Namespace, policy: Policy, progress: Callable[[str
             listener.start()
             progress(f"DICOM SCP listening (plain {listener.dicom_port}, TLS {listener.dicom_tls_port})")
         if args.syslog_tls_port is not None or args.syslog_udp_port is not None:
-            from dcsaudit.probes.syslog_collector import SyslogCollector
+            from dcsaudit.listeners.syslog_collector import SyslogCollector
 
             collector = SyslogCollector(args.bind, args.syslog_tls_port, args.syslog_udp_port, ctx.evidence,
                                         cert_file=args.tls_cert, key_file=args.tls_key, ca_file=args.tls_ca)

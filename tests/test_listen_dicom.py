@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from dcsaudit.evidence import EvidenceLog
-from dcsaudit.probes.listen import DicomListener
+from dcsaudit.listeners.dicom_scp import DicomListener
 from tests.peers.common import TestPKI, require_program
 
 

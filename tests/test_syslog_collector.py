@@ -14,8 +14,9 @@ import trustme
 
 from dcsaudit.audit_originator import AuditOriginator
 from dcsaudit.auditmsg import build
+from dcsaudit.auditmsg.framing import FrameError
 from dcsaudit.evidence import EvidenceLog
-from dcsaudit.probes.syslog_collector import SyslogCollector
+from dcsaudit.listeners.syslog_collector import DROP_COUNTER, SyslogCollector
 from tests.peers.common import LOOPBACK, TestPKI
 from tests.peers.rsyslog import wait_until
 from tests.test_audit_messages import originator_messages
@@ -214,3 +215,9 @@ def test_burst_of_10000_over_tls_loses_nothing(collector: SyslogCollector) -> No
     assert len(trail.messages) == 10_000
     assert all(m.valid for m in trail.messages)
     assert not trail.dropped
+
+
+def test_every_framing_error_has_a_dropped_counter() -> None:
+    # Every way the deframer can drop octets lands in AuditTrail.dropped under a known key
+    assert set(DROP_COUNTER) == set(FrameError)
+    assert set(DROP_COUNTER.values()) == {"malformed_frame", "oversize", "incomplete_frame"}

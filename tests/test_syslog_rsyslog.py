@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dcsaudit.evidence import EvidenceLog
-from dcsaudit.probes.syslog_collector import SyslogCollector
+from dcsaudit.listeners.syslog_collector import SyslogCollector
 from tests.peers.common import LOOPBACK, TestPKI
 from tests.peers.rsyslog import rsyslog_forwarder, wait_until
 from tests.test_audit_messages import originator_messages

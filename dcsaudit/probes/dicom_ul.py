@@ -5,7 +5,8 @@ send deliberately odd requests (random titles, bogus identities), hold connectio
 peer's timers, and survive hostile acceptors (garbage, absurd PDU lengths, silent peers) with one
 deadline per step. A few hundred lines of explicit PDU code over asyncio streams do that without a
 thread per association, and with every read bounded in size and time. pynetdicom still serves as the
-acceptor in ``dcsaudit listen`` and as a test peer.
+acceptor in ``dcsaudit listen``, as a test peer, and as the codec of the fixed-size A-ASSOCIATE-RJ and
+A-ABORT PDUs (:func:`decode_associate_rj`, :func:`decode_abort`).
 
 Decoding never trusts the peer: every length is checked against the bytes actually present and a
 malformed PDU raises :class:`PduError`, which the caller turns into a ``protocol_error`` result.
@@ -202,47 +203,43 @@ def decode_associate_ac(body: bytes) -> AcceptInfo:
     return info
 
 
-@dataclass(frozen=True)
-class RequestInfo:
-    """The parts of an A-ASSOCIATE-RQ a listener records (never the passcode)."""
-
-    called_ae: str
-    calling_ae: str
-    contexts: list[tuple[int, str, list[str]]]
-    max_pdu_length: int | None
-    implementation_class_uid: str | None
-    implementation_version_name: str | None
-    user_identity_type: int | None
-    positive_response_requested: bool | None
+def _whole_pdu(pdu_type: int, body: bytes) -> bytes:
+    """Header + body of a fixed-length (4-octet) PDU, for pynetdicom's codec, which decodes whole PDUs."""
+    if len(body) != 4:
+        raise PduError(f"{PDU_NAMES[pdu_type]} with length {len(body)} (PS3.8 says 4)")
+    return struct.pack(">BBI", pdu_type, 0, len(body)) + body
 
 
-def decode_associate_rq(body: bytes) -> RequestInfo:
-    if len(body) < 68:
-        raise PduError("A-ASSOCIATE-RQ shorter than its fixed fields")
-    contexts: list[tuple[int, str, list[str]]] = []
-    max_len = uid = version = None
-    uid_type: int | None = None
-    pos: bool | None = None
-    for item_type, item in iter_items(body[68:]):
-        if item_type == 0x20 and len(item) >= 4:
-            abstract, tss = "", []
-            for sub_type, sub in iter_items(item[4:]):
-                if sub_type == 0x30:
-                    abstract = _text(sub)
-                elif sub_type == 0x40:
-                    tss.append(_text(sub))
-            contexts.append((item[0], abstract, tss))
-        elif item_type == 0x50:
-            for sub_type, sub in iter_items(item):
-                if sub_type == 0x51 and len(sub) == 4:
-                    max_len = struct.unpack(">I", sub)[0]
-                elif sub_type == 0x52:
-                    uid = _text(sub)
-                elif sub_type == 0x55:
-                    version = _text(sub)
-                elif sub_type == 0x58 and len(sub) >= 2:
-                    uid_type, pos = sub[0], bool(sub[1])
-    return RequestInfo(_text(body[4:20]), _text(body[20:36]), contexts, max_len, uid, version, uid_type, pos)
+# pynetdicom is imported where a reject or abort is decoded, not with this module: it costs a quarter of a
+# second, and most runs never see either PDU.
+def decode_associate_rj(body: bytes) -> tuple[int, int, int]:
+    """(result, source, reason/diagnostic) of an A-ASSOCIATE-RJ body (PS3.8 §9.3.4), by pynetdicom's
+    ``A_ASSOCIATE_RJ``; :class:`PduError` when malformed."""
+    from pynetdicom.pdu import A_ASSOCIATE_RJ
+
+    pdu = A_ASSOCIATE_RJ()
+    try:
+        pdu.decode(_whole_pdu(3, body))
+    except (struct.error, IndexError, ValueError) as exc:
+        raise PduError(f"malformed A-ASSOCIATE-RJ: {exc}") from None
+    if pdu.result is None or pdu.source is None or pdu.reason_diagnostic is None:
+        raise PduError("malformed A-ASSOCIATE-RJ")
+    return pdu.result, pdu.source, pdu.reason_diagnostic
+
+
+def decode_abort(body: bytes) -> tuple[int, int]:
+    """(source, reason/diagnostic) of an A-ABORT body (PS3.8 §9.3.8), by pynetdicom's ``A_ABORT_RQ``;
+    :class:`PduError` when malformed."""
+    from pynetdicom.pdu import A_ABORT_RQ
+
+    pdu = A_ABORT_RQ()
+    try:
+        pdu.decode(_whole_pdu(7, body))
+    except (struct.error, IndexError, ValueError) as exc:
+        raise PduError(f"malformed A-ABORT: {exc}") from None
+    if pdu.source is None or pdu.reason_diagnostic is None:
+        raise PduError("malformed A-ABORT")
+    return pdu.source, pdu.reason_diagnostic
 
 
 def decode_command_status(pdata_body: bytes) -> tuple[bool, int | None]:

@@ -38,8 +38,8 @@ from dcsaudit import certs
 from dcsaudit.evidence import EvidenceLog
 from dcsaudit.models.core import Reason
 from dcsaudit.models.dicom import Initiator, PresentationContextResult, TlsOffer
-from dcsaudit.probes.dicom_impl import recognise
-from dcsaudit.probes.dicom_sop import name_of
+from dcsaudit.rules.implementations import recognise
+from dcsaudit.rules.sop_classes import name_of
 
 HANDSHAKE_TIMEOUT = 10.0
 PEEK_LIMIT = 16384

@@ -12,14 +12,16 @@ What it records about the transport:
   sender presented one and whether the chain validated against ``ca_file``. Validation failures do not
   abort the handshake: we want the messages either way, and the report says the sender was not trusted.
 - Framing: octet-counting (RFC 5425 §4.3, ``MSG-LEN SP SYSLOG-MSG``) is the standard; non-transparent
-  framing (RFC 6587 §3.4.2, LF-terminated) is detected, accepted and reported as an error.
+  framing (RFC 6587 §3.4.2, LF-terminated) is detected, accepted and reported as an error. The framing
+  rules live in :mod:`dcsaudit.auditmsg.framing` (pure, tested alone); each :class:`Dropped` it yields is
+  counted in ``AuditTrail.dropped`` and written to the connection's errors.
 - UDP: one message per datagram (RFC 5426 §3.1).
 
 Resilience (hostile or broken senders must not crash, hang or exhaust us): a message larger than
-``max_message`` (1 MiB) is dropped without being buffered; a frame length beyond ``max_skip`` closes the
-connection (the stream cannot be trusted); at most ``max_connections`` TLS connections at once; a
-handshake deadline and an idle timeout per connection; at most ``max_messages`` kept. XML is parsed with
-entities and DTDs refused (see :mod:`dcsaudit.auditmsg.xmlbody`).
+``max_message`` (1 MiB) is dropped without being buffered; a frame length beyond ``MAX_SKIP`` or a
+malformed MSG-LEN closes the connection (the stream cannot be trusted); at most ``max_connections`` TLS
+connections at once; a handshake deadline and an idle timeout per connection; at most ``max_messages``
+kept. XML is parsed with entities and DTDs refused (see :mod:`dcsaudit.auditmsg.xmlbody`).
 
 Implementation: blocking sockets in threads with pyOpenSSL, because the stdlib ``ssl`` module cannot
 accept an unverifiable client certificate while still telling whether it validated (it has no verify
@@ -44,18 +46,24 @@ from OpenSSL import SSL
 
 from dcsaudit import certs
 from dcsaudit.auditmsg.classify import classify
+from dcsaudit.auditmsg.framing import MAX_SKIP, Deframer, Dropped, Frame, FrameError
 from dcsaudit.evidence import EvidenceLog
 from dcsaudit.models.audit import AuditMessage, AuditTrail, CollectorConnection, Framing
 from dcsaudit.models.core import Reason
 
 MAX_MESSAGE = 1024 * 1024  # octets; PS3.15 A.6 asks for >= 32768, RFC 5425 sets no maximum
-MAX_SKIP = 64 * 1024 * 1024  # a declared frame longer than this ends the connection
 MAX_CONNECTIONS = 64
 MAX_MESSAGES = 200_000
 MAX_MESSAGE_EVIDENCE = 2_000  # one Evidence per message up to this; a summary after that
 HANDSHAKE_TIMEOUT = 10.0
 IDLE_TIMEOUT = 30.0
 _POLL = 0.2  # how often blocked threads look at the stop flag
+# AuditTrail.dropped key for each way a TLS stream's octets can fail to become a message.
+DROP_COUNTER: dict[FrameError, str] = {
+    FrameError.MISSING_SP: "malformed_frame", FrameError.BAD_LENGTH: "malformed_frame",
+    FrameError.LEADING_ZERO: "malformed_frame", FrameError.BAD_START: "malformed_frame",
+    FrameError.OVERSIZE: "oversize", FrameError.ABSURD_LENGTH: "oversize", FrameError.TRUNCATED: "incomplete_frame",
+}
 
 
 @dataclass
@@ -354,10 +362,8 @@ class SyslogCollector:
                     break
 
     def _read_frames(self, conn: SSL.Connection, state: _ConnState) -> None:
-        """RFC 5425 §4.3 octet-counting, or RFC 6587 non-transparent framing, until the sender closes."""
-        buf = bytearray()
-        skip = 0  # octets of an oversize frame still to discard
-        skip_to_lf = False  # discarding an oversize non-transparent frame until its LF
+        """Deframe (:class:`Deframer`) what the sender writes until it closes, or the stream breaks."""
+        deframer = Deframer(self.max_message, MAX_SKIP)
         while True:
             try:
                 chunk = self._io(conn, conn.recv, time.monotonic() + self.idle_timeout, 65536)
@@ -377,93 +383,21 @@ class SyslogCollector:
                 break
             if not chunk:
                 break
-            received_at = dt.datetime.now(dt.UTC)
-            if skip:
-                n = min(skip, len(chunk))
-                skip -= n
-                chunk = chunk[n:]
-            if skip_to_lf:
-                lf = chunk.find(b"\n")
-                if lf < 0:
-                    continue
-                skip_to_lf = False
-                chunk = chunk[lf + 1:]
-            buf += chunk
-            result = self._frames(buf, state, received_at)
-            if result == "close":
+            self._deliver(deframer.feed(chunk), state, dt.datetime.now(dt.UTC))
+            if deframer.failed is not None:
                 break
-            if isinstance(result, tuple):
-                kind, n = result
-                if kind == "skip":
-                    skip = n
-                else:
-                    skip_to_lf = True
-        if buf.strip():
-            state.errors.append(f"connection closed inside a frame ({len(buf)} octets unframed)")
-            self._count("incomplete_frame")
+        end = deframer.close()
+        if end is not None:
+            self._deliver([end], state, dt.datetime.now(dt.UTC))
 
-    def _frames(self, buf: bytearray, state: _ConnState, received_at: dt.datetime) -> str | tuple[str, int] | None:
-        """Take every complete frame out of ``buf``. Returns 'close', ('skip', n), ('lf', 0) or None."""
-        while buf:
-            # Tolerate LF/CR/NUL between frames (some senders add a trailer after octet-counted frames).
-            i = 0
-            while i < len(buf) and buf[i] in b"\r\n\x00":
-                i += 1
-            if i:
-                del buf[:i]
-                continue
-            first = buf[0]
-            if 0x31 <= first <= 0x39:  # octet-counting: NONZERO-DIGIT *DIGIT SP
-                sp = buf.find(b" ", 0, 12)
-                if sp < 0:
-                    if len(buf) >= 12 or not bytes(buf).isdigit():
-                        state.errors.append("malformed frame: MSG-LEN not followed by SP (RFC 5425 §4.3)")
-                        self._count("malformed_frame")
-                        return "close"
-                    return None
-                digits = bytes(buf[:sp])
-                if not digits.isdigit():
-                    state.errors.append("malformed frame: MSG-LEN is not a number (RFC 5425 §4.3)")
-                    self._count("malformed_frame")
-                    return "close"
-                length = int(digits)
-                if length > self.max_message:
-                    self._count("oversize")
-                    if length > MAX_SKIP:
-                        state.errors.append(f"frame length {length} is absurd: connection closed")
-                        return "close"
-                    state.errors.append(f"frame of {length} octets exceeds {self.max_message}: dropped")
-                    have = len(buf) - sp - 1
-                    del buf[:]
-                    if have >= length:  # cannot happen while recv chunks are < max_message, kept for safety
-                        return None
-                    return ("skip", length - have)
-                if len(buf) < sp + 1 + length:
-                    return None
-                msg = bytes(buf[sp + 1:sp + 1 + length])
-                del buf[:sp + 1 + length]
-                self._accept(msg, "tls", state.peer, received_at, "octet-counting", state)
-            elif first == 0x3C:  # '<': a syslog message without a length: non-transparent framing
-                lf = buf.find(b"\n")
-                if lf < 0:
-                    if len(buf) > self.max_message:
-                        state.errors.append(f"unframed message longer than {self.max_message}: dropped")
-                        self._count("oversize")
-                        del buf[:]
-                        return ("lf", 0)
-                    return None
-                msg = bytes(buf[:lf]).rstrip(b"\r")
-                del buf[:lf + 1]
-                self._accept(msg, "tls", state.peer, received_at, "non-transparent", state)
+    def _deliver(self, items: list[Frame | Dropped], state: _ConnState, received_at: dt.datetime) -> None:
+        """Keep each frame as a message; count and note each drop (a fatal one closes the connection)."""
+        for item in items:
+            if isinstance(item, Frame):
+                self._accept(item.payload, "tls", state.peer, received_at, item.framing, state)
             else:
-                state.errors.append(f"malformed frame: starts with byte 0x{first:02x}, not a MSG-LEN or '<'")
-                self._count("malformed_frame")
-                lf = buf.find(b"\n")
-                if lf < 0:
-                    del buf[:]
-                    return ("lf", 0)
-                del buf[:lf + 1]
-        return None
+                self._count(DROP_COUNTER[item.error])
+                state.errors.append(f"{item.detail}: connection closed" if item.error.fatal else item.detail)
 
     # -- UDP -------------------------------------------------------------------------------------
 
