@@ -1,7 +1,8 @@
 """Checks on the audit trail the product sent to dcsaudit's collector (PS3.15 A.5-A.7, RFC 5424/5425/5426).
 
-Pure functions over ``AuditData.audit_trail`` (collected by ``dcsaudit.probes.syslog_collector`` and
-correlated by ``dcsaudit.auditmsg.correlate``) and the ``syslog.sender.*`` evidence.
+Pure functions over ``AuditData.audit_trail`` (collected by ``dcsaudit.listeners.syslog_collector`` and
+correlated by ``dcsaudit.auditmsg.correlate``). Test messages sent to the product's own collector are
+typed results on its endpoints (``Endpoint.syslog_send``), never read from evidence data.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from dcsaudit.checks.base import AuditData, Verdict, check
-
 from dcsaudit.models.audit import AuditMessage, AuditTrail
 
 

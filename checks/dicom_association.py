@@ -1,4 +1,4 @@
-"""Checks on the association audit of each AE as acceptor, and on captured initiators (issue 4).
+"""Checks on the association audit of each AE as acceptor, and on captured initiators (PS3.8 §9.3, PS3.7 D.3.3.7).
 
 They read only :class:`ApplicationEntity` / :class:`Initiator` results; an AE whose audit failed (its
 ``error`` is set) or where a question could not be answered gives ``not_applicable``, never a guess.
@@ -9,16 +9,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from dcsaudit.checks.base import AuditData, Verdict, check
+from dcsaudit.models.dicom import ApplicationEntity, AttemptPurpose
 
-from dcsaudit.models.dicom import ApplicationEntity
+BASELINES: tuple[AttemptPurpose, ...] = ("baseline", "baseline_with_identity")
 
 
 def _target(ae: ApplicationEntity) -> str:
     return f"{ae.host}:{ae.port}/{'dicom-tls' if ae.tls else 'dicom'} AE {ae.ae_title}"
 
 
-def _ev(ae: ApplicationEntity, *purposes: str) -> list[str]:
-    picked = [a.evidence for a in ae.attempts if a.evidence and (not purposes or a.purpose.startswith(purposes))]
+def _ev(ae: ApplicationEntity, *purposes: AttemptPurpose) -> list[str]:
+    picked = [a.evidence for a in ae.attempts if a.evidence and (not purposes or a.purpose in purposes)]
     return picked or ae.evidence[:3]
 
 
@@ -34,12 +35,12 @@ def association_failed(data: AuditData) -> Iterator[Verdict]:
             yield Verdict("error", _target(ae), ae.error, ae.evidence[:3])
         elif ae.verification is None:
             yield Verdict("error", _target(ae), "verification undetermined: no definite answer to the reference "
-                          "association", _ev(ae, "baseline"))
+                          "association", _ev(ae, *BASELINES))
         elif ae.verification is False:
             yield Verdict("fail", _target(ae), "Verification (C-ECHO) did not succeed with the configured titles",
-                          _ev(ae, "baseline"))
+                          _ev(ae, *BASELINES))
         else:
-            yield Verdict("pass", _target(ae), "association and C-ECHO succeeded", _ev(ae, "baseline"))
+            yield Verdict("pass", _target(ae), "association and C-ECHO succeeded", _ev(ae, *BASELINES))
 
 
 @check(id="dicom.promiscuous_called_ae", title="Any Called AE Title is accepted",
@@ -95,10 +96,10 @@ def unauthenticated_query_retrieve(data: AuditData) -> Iterator[Verdict]:
             yield Verdict("not_applicable", _target(ae), "no association without identity was accepted", ae.evidence[:1])
         elif ae.unauthenticated_query_retrieve:
             yield Verdict("fail", _target(ae), "accepted without any identity: "
-                          + ", ".join(ae.unauthenticated_query_retrieve), _ev(ae, "baseline"))
+                          + ", ".join(ae.unauthenticated_query_retrieve), _ev(ae, *BASELINES))
         else:
             yield Verdict("pass", _target(ae), "no Q/R or Worklist presentation context accepted without identity",
-                          _ev(ae, "baseline"))
+                          _ev(ae, *BASELINES))
 
 
 @check(id="dicom.user_identity_not_enforced", title="Associations without user identity are accepted",

@@ -24,6 +24,7 @@ from dcsaudit.auditmsg.correlate import correlate
 from dcsaudit.checks import REGISTRY, AuditData
 from dcsaudit.config import DeploymentConfig, Host
 from dcsaudit.context import AuditContext
+from dcsaudit.listeners.syslog_collector import SyslogCollector
 from dcsaudit.models.audit import AuditTrail
 from dcsaudit.models.core import Finding, Reason
 from dcsaudit.models.dicom import ApplicationEntity, Initiator
@@ -33,11 +34,11 @@ from dcsaudit.policy import Policy
 from dcsaudit.probes.dicom_assoc import NOT_FINISHED, aes_per_host, audit_application_entities
 from dcsaudit.probes.identify import identify_all
 from dcsaudit.probes.ports import inventory_host
-from dcsaudit.probes.syslog_collector import SyslogCollector
 from dcsaudit.probes.syslog_sender import probe_product_collector
 from dcsaudit.probes.tls import audit_tls
 from dcsaudit.probes.tls.audit import TlsAuditOptions
-from dcsaudit.services import DICOM_SERVICES, SYSLOG_SERVICES, TLS_SERVICES
+from dcsaudit.rules import tls_profiles
+from dcsaudit.rules.services import DICOM_SERVICES, SYSLOG_SERVICES, TLS_SERVICES
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -127,9 +128,14 @@ async def _tls(ctx: AuditContext, got: Collected) -> None:
 
 async def _collector_probe(ctx: AuditContext, got: Collected) -> None:
     bound = budgets.collector_probe_seconds(ctx.config)
-    await asyncio.gather(*(_bounded(ctx, "syslog.send", got.endpoints[i].key,
-                                    probe_product_collector(ctx, got.endpoints[i]), bound)
-                           for i in got.endpoints_where(SYSLOG_SERVICES)))
+
+    async def one(i: int) -> None:
+        ep = got.endpoints[i]
+        result = await _bounded(ctx, "syslog.send", ep.key, probe_product_collector(ctx, ep), bound)
+        if result is not None:
+            got.endpoints[i] = ep.model_copy(update={"syslog_send": result})
+
+    await asyncio.gather(*(one(i) for i in got.endpoints_where(SYSLOG_SERVICES)))
 
 
 def _dicom_wanted(cfg: DeploymentConfig, got: Collected) -> bool:
@@ -143,7 +149,7 @@ def _tls_hosts(got: Collected) -> list[str]:
 # The pipeline, in order. Associations come before the TLS audit: each of its full handshakes can hold
 # one of the product's association slots until the product's ARTIM timer fires (pynetdicom does), and
 # the association audit would then see (2, 3, 2) local-limit-exceeded rejects caused by the scan itself.
-# A new probe family is one row here, its services in dcsaudit/services.py and its own modules.
+# A new probe family is one row here, its services in dcsaudit/rules/services.py and its own modules.
 STAGES: tuple[Stage, ...] = (
     Stage("inventory", lambda cfg, got: True, _inventory,
           lambda cfg, got: budgets.inventory_seconds(cfg)),
@@ -201,14 +207,14 @@ class _Collector:
                                   reason=Reason.NOT_AVAILABLE)
             self.impl = None
 
-    async def stop(self) -> AuditTrail | None:
+    async def stop(self, aes: list[ApplicationEntity]) -> AuditTrail | None:
         if self.impl is None:
             return None
         window = self.ctx.config.collector.window_seconds
         self.ctx.progress(f"waiting {window:.0f} s for audit messages")
         await asyncio.sleep(window)
         trail: AuditTrail = await asyncio.get_running_loop().run_in_executor(None, self.impl.stop)
-        return correlate(self.ctx.evidence.items(), trail, window)
+        return correlate(self.ctx.evidence.items(), trail, window, application_entities=aes)
 
 
 async def run_audit(
@@ -234,10 +240,10 @@ async def run_audit(
     for stage in STAGES:
         await run_stage(ctx, stage, got)
     _mark_unfinished(ctx, got)
-    trail = await collector.stop()
+    endpoints, aes = got.endpoints, [got.aes[i] for i in sorted(got.aes)]
+    trail = await collector.stop(aes)
     if extra_trail is not None:
         trail = extra_trail if trail is None else AuditTrail(messages=trail.messages + extra_trail.messages)
-    endpoints, aes = got.endpoints, [got.aes[i] for i in sorted(got.aes)]
     return assemble_report(ctx, policy, started, command, endpoints, aes, initiators or [], trail)
 
 
@@ -253,6 +259,8 @@ def assemble_report(
 ) -> Report:
     """Checks and annex over what was collected; shared by ``scan``, ``demo`` and ``listen``."""
     ctx.progress("checks and annex")
+    # The rule book's profile verdicts on the TLS facts, for readers of report.json (probes record facts only).
+    endpoints = tls_profiles.judge_endpoints(endpoints)
     data = AuditData(endpoints=endpoints, evidence=ctx.evidence.items(), application_entities=aes,
                      initiators=initiators, audit_trail=trail, declared=ctx.config.declared)
     findings = run_checks(data, policy)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from dcsaudit.checks import AuditData
-
 from dcsaudit.annex.audit_tables import tables
-from dcsaudit.models.audit import AuditMessage, AuditTrail, Correlation, MissingEvent
+from dcsaudit.checks import AuditData
+from dcsaudit.models.audit import AuditMessage, AuditTrail, Correlation, MissingEvent, SyslogSendResult
 from dcsaudit.models.core import Provenance
 from dcsaudit.models.endpoint import Endpoint
 
@@ -85,3 +84,35 @@ def test_collector_table_from_product_endpoints() -> None:
     assert rows["Local Listening Secured port number"][3].value == "127.0.0.9:6514/tcp"
     assert rows["Local Listening Secured port number"][3].evidence == ["ev-0020"]
     assert rows["TLS Protocol"][2].value == "TLS"
+
+
+def test_collector_table_from_test_messages_sent() -> None:
+    # Given product collector endpoints with the results of the opt-in test messages
+    # (Endpoint.syslog_send; the evidence's display data is deliberately empty: the annex reads the results)
+    sent = SyslogSendResult(transport="tls", sent=True, delivered=True, accepted=True, size=32768,
+                            framing="octet-counting", tls_version="TLSv1.3", evidence=["ev-0031"])
+    tls = Endpoint(host="127.0.0.9", port=6514, protocol="tcp", state="open", service="syslog-tls",
+                   evidence=["ev-0020"], syslog_send=sent)
+    udp = Endpoint(host="127.0.0.9", port=514, protocol="udp", state="open", service="syslog-udp",
+                   evidence=["ev-0021"], syslog_send=SyslogSendResult(transport="udp", sent=True, delivered=True,
+                                                                      size=2048, evidence=["ev-0032"]))
+    # When the tables are built
+    out = dict((t.id, t) for _, t in tables(AuditData(endpoints=[tls, udp], evidence=[])))
+    rows = {r[0].value: r for r in out["N.6-19"].rows}
+    # Then the TLS version, the accepted size and the UDP send are verified, citing the sends
+    size = rows["Maximum Size Received"][3]
+    assert (size.value, size.provenance, size.evidence) == (
+        "accepted a 32768-octet message over TLS", Provenance.VERIFIED, ["ev-0031"])
+    assert "TLSv1.3" in rows["TLS Protocol"][3].value and "ev-0031" in rows["TLS Protocol"][3].evidence
+    assert rows["UDP Protocol"][3].value.endswith("test message sent") and "ev-0032" in rows["UDP Protocol"][3].evidence
+
+
+def test_collector_table_without_accepted_message_says_not_observed() -> None:
+    # Given a TLS test message the collector closed on (delivered, not accepted)
+    closed = SyslogSendResult(transport="tls", sent=True, delivered=True, accepted=False, size=32768,
+                              evidence=["ev-0031"])
+    tls = Endpoint(host="127.0.0.9", port=6514, protocol="tcp", state="open", service="syslog-tls",
+                   evidence=["ev-0020"], syslog_send=closed)
+    out = dict((t.id, t) for _, t in tables(AuditData(endpoints=[tls], evidence=[])))
+    size = {r[0].value: r for r in out["N.6-19"].rows}["Maximum Size Received"][3]
+    assert size.provenance == Provenance.NOT_OBSERVED and not size.value

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from dcsaudit.checks import REGISTRY, AuditData
-
-from dcsaudit.models.core import Evidence
-from dcsaudit.models.endpoint import Endpoint
+from dcsaudit.models.endpoint import DicomAnswer, Endpoint, Identification, PduName
 
 
 def ep(port: int, service: str, plaintext: bool | None = None, state: str = "open", ev: list[str] | None = None) -> Endpoint:
@@ -49,15 +45,23 @@ def test_dead_host_is_an_error_never_a_pass() -> None:
 
 
 def test_identification_accepting_any_scp() -> None:
-    now = datetime.now(UTC)
-    accepted = Evidence(id="ev-1", probe="identify.dicom", target="x", at=now, ok=True, summary="",
-                        data={"kind": "dicom", "called_ae": "ANY-SCP", "pdu": "A-ASSOCIATE-AC"})
-    rejected = Evidence(id="ev-2", probe="identify.dicom", target="y", at=now, ok=True, summary="",
-                        data={"kind": "dicom", "called_ae": "ANY-SCP", "pdu": "A-ASSOCIATE-RJ"})
-    data = AuditData(endpoints=[ep(104, "dicom", ev=["ev-1"]), ep(105, "dicom", ev=["ev-2"])],
-                     evidence=[accepted, rejected])
-    assert run("dicom.identification_accepted_unknown_called_ae", data) == {
-        "127.0.0.1:104/tcp": "fail", "127.0.0.1:105/tcp": "pass"}
+    # Given two plaintext DICOM ports called 'ANY-SCP' at identification: one accepted, one rejected
+    def dicom(port: int, pdu: PduName, ev: str, tls: bool = False) -> Endpoint:
+        ans = DicomAnswer(kind="dicom", ok=True, called_ae="ANY-SCP", calling_ae="DCSAUDIT", pdu=pdu, evidence=ev)
+        ident = Identification(dicom_in_tls=ans) if tls else Identification(dicom=ans)
+        return ep(port, "dicom-tls" if tls else "dicom", ev=[ev]).model_copy(update={"identification": ident})
+    # and one whose identification called a configured title (not judged) and one never identified
+    named = DicomAnswer(kind="dicom", ok=True, called_ae="PACS", pdu="A-ASSOCIATE-AC", evidence="ev-4")
+    data = AuditData(endpoints=[dicom(104, "A-ASSOCIATE-AC", "ev-1"), dicom(105, "A-ASSOCIATE-RJ", "ev-2"),
+                                dicom(2762, "A-ASSOCIATE-AC", "ev-3", tls=True),
+                                ep(106, "dicom").model_copy(update={"identification": Identification(dicom=named)}),
+                                ep(107, "dicom")], evidence=[])
+    # When judged, Then the accepting ports fail (plaintext or inside TLS), the rejecting one passes
+    spec = REGISTRY.get("dicom.identification_accepted_unknown_called_ae")
+    assert spec is not None
+    got = {f.target: (f.status, f.evidence) for f in spec.run(data)}
+    assert got == {"127.0.0.1:104/tcp": ("fail", ["ev-1"]), "127.0.0.1:105/tcp": ("pass", ["ev-2"]),
+                   "127.0.0.1:2762/tcp": ("fail", ["ev-3"])}
 
 
 def test_check_ids_are_dotted_and_unique() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from dcsaudit.config import parse_config
 from dcsaudit.context import AuditContext
-from dcsaudit.models.dicom import ApplicationEntity
+from dcsaudit.models.dicom import ApplicationEntity, AssociationAttempt, AttemptPurpose, Credentials
 from dcsaudit.models.endpoint import Endpoint
 from dcsaudit.probes.dicom_assoc import audit_application_entities
 from tests.peers.common import TestPKI, free_port
@@ -39,8 +39,11 @@ def classes(ae: ApplicationEntity) -> dict[str, str]:
     return {t: r.classification for t, r in ae.user_identity.types.items()}
 
 
-def purposes(ae: ApplicationEntity, prefix: str) -> list[Any]:
-    return [a for a in ae.attempts if a.purpose.startswith(prefix)]
+def purposes(ae: ApplicationEntity, purpose: AttemptPurpose, identity_type: int | None = None,
+             credentials: Credentials | None = None) -> list[AssociationAttempt]:
+    """The attempts of one purpose (and identity type / credentials, when given)."""
+    return [a for a in ae.attempts if a.purpose == purpose
+            and identity_type in (None, a.user_identity_type) and credentials in (None, a.credentials)]
 
 
 @pytest.mark.timeout(30)
@@ -106,7 +109,8 @@ def test_user_identity_supported_not_enforced_and_transient_coding(monkeypatch: 
     t = uid.reject_triples["1"]
     assert (t.result, t.source, t.reason) == (2, 2, 1)
     assert uid.reject_coding == "transient"
-    assert all(a.retries == 1 and not a.busy for a in purposes(ae, "user_identity_1_invalid"))
+    invalid_1 = purposes(ae, "user_identity", 1, "invalid")
+    assert len(invalid_1) == 1 and all(a.retries == 1 and not a.busy for a in invalid_1)
     # And types whose invalid credentials were refused, with no valid ones configured, are undetermined
     assert classes(ae) == {"1": "undetermined", "2": "not_tested", "3": "undetermined", "4": "undetermined",
                            "5": "supported"}
@@ -301,8 +305,8 @@ def test_intrusive_measurements_are_off_by_default() -> None:
 def test_associate_echo_release_latency_against_pynetdicom() -> None:
     # Given a local pynetdicom SCP; When 20 baseline associations (associate, C-ECHO, release) run
     from dcsaudit.probes.dicom_client import Spec, Target, run_attempt
-    from dcsaudit.probes.dicom_sop import resolve
     from dcsaudit.probes.dicom_ul import Timeouts
+    from dcsaudit.rules.sop_classes import resolve
 
     with pynetdicom_scp("TESTSCP") as port:
         ctx = make_ctx(port)
@@ -312,7 +316,7 @@ def test_associate_echo_release_latency_against_pynetdicom() -> None:
         async def run() -> list[float]:
             out = []
             for _ in range(20):
-                a, _h = await run_attempt(target, Spec("bench", "TESTSCP", "DCSAUDIT", sop))
+                a, _h = await run_attempt(target, Spec("baseline", "TESTSCP", "DCSAUDIT", sop))
                 assert a.outcome == "accepted" and a.echo_status == 0 and a.released
                 out.append(a.duration_ms)
             return out

@@ -1,4 +1,4 @@
-"""Service identification against real peers on 127.0.0.1 (issue 2, "Done when")."""
+"""Service identification against real peers on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -47,21 +47,36 @@ def test_pynetdicom_plain_is_dicom() -> None:
     # Given a pynetdicom Verification SCP without TLS
     with pynetdicom_scp() as port:
         # When it is identified
-        ep, elapsed, _ = identify(port)
+        ep, elapsed, ctx = identify(port)
     # Then it is plaintext DICOM, found quickly
     assert ep.service == "dicom"
     assert ep.plaintext_dicom is True
     assert elapsed < 3
+    # And the typed answer says what came back, citing its evidence
+    assert ep.identification is not None
+    plain = ep.identification.dicom
+    assert plain is not None and (plain.kind, plain.ok, plain.pdu) == ("dicom", True, "A-ASSOCIATE-AC")
+    assert plain.called_ae == "ANY-SCP" and plain.context_accepted is True
+    assert plain.implementation_class_uid and plain.max_pdu_length
+    ev = ctx.evidence.get(plain.evidence or "")
+    assert ev is not None and ev.probe == "identify.dicom" and ev.id in ep.evidence
+    # and no TLS handshake was sent to a plaintext DICOM port (the skipped handshake is still recorded)
+    hs = ep.identification.tls
+    assert hs is not None and (hs.kind, hs.reason, hs.bare_connect) == ("not-probed", "skipped", False)
+    assert ep.identification.dicom_in_tls is None and ep.identification.http is None
 
 
 def test_pynetdicom_rejecting_called_ae_is_still_dicom() -> None:
     # Given an SCP that rejects any Called AE Title but its own
     with pynetdicom_scp(require_called=True) as port:
-        ep, _, ctx = identify(port)
+        ep, _, _ = identify(port)
     # Then a reject still proves DICOM, and the reject triple is recorded
     assert ep.service == "dicom"
-    plain = next(e for e in ctx.evidence.items() if e.probe == "identify.dicom")
-    assert (plain.data["result"], plain.data["source"], plain.data["reason"]) == (1, 1, 7)
+    assert ep.identification is not None and ep.identification.dicom is not None
+    plain = ep.identification.dicom
+    assert plain.pdu == "A-ASSOCIATE-RJ" and plain.reject is not None
+    assert (plain.reject.result, plain.reject.source, plain.reject.reason) == (1, 1, 7)
+    assert plain.reject.reason_str  # with its PS3.8 meaning
 
 
 def test_pynetdicom_tls_is_dicom_tls(pki: TestPKI) -> None:
@@ -72,6 +87,12 @@ def test_pynetdicom_tls_is_dicom_tls(pki: TestPKI) -> None:
     assert ep.service == "dicom-tls"
     assert ep.plaintext_dicom is False
     assert elapsed < READ_TIMEOUT + 3
+    # And the typed answers show the handshake and the association inside it
+    ident = ep.identification
+    assert ident is not None and ident.tls is not None and ident.dicom_in_tls is not None
+    assert ident.tls.kind == "tls" and ident.tls.version in ("TLSv1.2", "TLSv1.3") and ident.tls.cipher
+    assert (ident.dicom_in_tls.kind, ident.dicom_in_tls.pdu) == ("dicom", "A-ASSOCIATE-AC")
+    assert ident.dicom is not None and ident.dicom.kind != "dicom"
 
 
 def test_dcmtk_storescp_tls_is_dicom_tls(pki: TestPKI, tmp_path: Path) -> None:
@@ -155,6 +176,9 @@ def test_http_server_is_http() -> None:
         server.shutdown()
         server.server_close()
     assert ep.service == "http"
+    assert ep.identification is not None and ep.identification.http is not None
+    http = ep.identification.http
+    assert http.kind == "http" and not http.over_tls and (http.status_line or "").startswith("HTTP/")
 
 
 @pytest.mark.parametrize("client_cert", ["required"])

@@ -13,14 +13,17 @@ from typing import Any
 import pytest
 
 from dcsaudit.dicom_verdicts import classify_identity
-from dcsaudit.models.dicom import AssociationAttempt, RejectTriple
+from dcsaudit.models.dicom import AssociationAttempt, Credentials, RejectTriple
 
 ANSWERS = ("accepted_0x59", "accepted", "rejected_permanent", "rejected_transient", "aborted")
 
 
-def attempt(purpose: str, kind: str, identity_type: int | None = None) -> AssociationAttempt:
+def attempt(purpose: str, kind: str, identity_type: int | None = None,
+            credentials: Credentials | None = None) -> AssociationAttempt:
+    """``purpose`` 'baseline', or 'user_identity' with its type and credentials."""
     kw: dict[str, Any] = {"purpose": purpose, "called_ae": "PACS", "calling_ae": "DCSAUDIT",
-                          "evidence": f"ev-{purpose}", "user_identity_type": identity_type,
+                          "evidence": f"ev-{purpose}-{identity_type}-{credentials}",
+                          "user_identity_type": identity_type, "credentials": credentials,
                           "positive_response_requested": True if identity_type else None}
     if kind.startswith("accepted"):
         kw.update(outcome="accepted", user_identity_response=kind == "accepted_0x59")
@@ -30,7 +33,7 @@ def attempt(purpose: str, kind: str, identity_type: int | None = None) -> Associ
         kw.update(outcome="rejected", reject=RejectTriple(result=2, source=3, reason=2), busy=True, retries=5)
     else:
         kw.update(outcome="aborted", busy=True, retries=3)
-    return AssociationAttempt(**kw)
+    return AssociationAttempt.model_validate(kw)
 
 
 # The rules, written as the table the classifier must reproduce.
@@ -61,8 +64,8 @@ def expected_enforced(base: str, valid: str | None) -> bool | None:
 def test_identity_truth_table(base: str, invalid: str, valid: str | None) -> None:
     # Given the three answers for type 3 (Kerberos)
     b = attempt("baseline", base)
-    i = attempt("user_identity_3_invalid", invalid, 3)
-    v = attempt("user_identity_3_valid", valid, 3) if valid else None
+    i = attempt("user_identity", invalid, 3, "invalid")
+    v = attempt("user_identity", valid, 3, "valid") if valid else None
     # When they are classified
     result = classify_identity(b, {3: i}, {3: v} if v else {}, [])
     r = result.types["3"]
@@ -82,7 +85,7 @@ def test_identity_truth_table(base: str, invalid: str, valid: str | None) -> Non
 
 def test_type_1_random_user_with_positive_response_is_basic_support() -> None:
     # PS3.15 B.4 needs no check of a user name: a positive response to a random one is "accepted unchecked"
-    r = classify_identity(attempt("baseline", "accepted"), {1: attempt("user_identity_1_invalid", "accepted_0x59", 1)},
+    r = classify_identity(attempt("baseline", "accepted"), {1: attempt("user_identity", "accepted_0x59", 1, "invalid")},
                           {}, []).types["1"]
     assert r.classification == "accepted_unchecked" and "B.4" in r.reason
 
@@ -90,9 +93,9 @@ def test_type_1_random_user_with_positive_response_is_basic_support() -> None:
 def test_title_rejection_says_nothing_about_identity() -> None:
     # Given an acceptor that refused the identity probe for its Calling AE title (1, 1, 3)
     base = attempt("baseline", "accepted")
-    refused_for_title = AssociationAttempt(purpose="user_identity_3_invalid", called_ae="PACS", calling_ae="X",
+    refused_for_title = AssociationAttempt(purpose="user_identity", called_ae="PACS", calling_ae="X",
                                            outcome="rejected", reject=RejectTriple(result=1, source=1, reason=3),
-                                           user_identity_type=3, evidence="ev-x")
+                                           user_identity_type=3, credentials="invalid", evidence="ev-x")
     result = classify_identity(base, {3: refused_for_title}, {}, [])
     # Then the type is undetermined and the triple does not count as identity reject coding
     assert result.types["3"].classification == "undetermined"
@@ -102,10 +105,10 @@ def test_title_rejection_says_nothing_about_identity() -> None:
 def test_repeated_acse_transient_reject_is_a_refusal_with_transient_coding() -> None:
     # Given pynetdicom's (2, 2, 1) for a refused identity, repeated on the retry (not congestion)
     base = attempt("baseline", "accepted")
-    rj = AssociationAttempt(purpose="user_identity_2_invalid", called_ae="PACS", calling_ae="DCSAUDIT",
+    rj = AssociationAttempt(purpose="user_identity", called_ae="PACS", calling_ae="DCSAUDIT",
                             outcome="rejected", reject=RejectTriple(result=2, source=2, reason=1), retries=1,
-                            user_identity_type=2, evidence="ev-rj")
-    ok = attempt("user_identity_2_valid", "accepted", 2)
+                            user_identity_type=2, credentials="invalid", evidence="ev-rj")
+    ok = attempt("user_identity", "accepted", 2, "valid")
     result = classify_identity(base, {2: rj}, {2: ok}, [])
     # Then type 2 is supported and the coding is flagged as transient (PS3.7 wants rejected-permanent)
     assert result.types["2"].classification == "supported"

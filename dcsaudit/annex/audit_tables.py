@@ -2,7 +2,8 @@
 N.8.4.1 (Table N.8-2) and N.11.2.2 (Tables N.11-2, N.11-3).
 
 Observed values come from the collector's :class:`AuditTrail` (the product as *originator*) and from the
-``syslog.sender.*`` evidence and ``syslog-tls``/``syslog-udp`` endpoints (the product as *collector*).
+``syslog-tls``/``syslog-udp`` endpoints with their test-message results, ``Endpoint.syslog_send`` (the
+product as *collector*).
 Declared values: ``data.declared[table_id][row_label]`` for a row's main value (N.6-18/19 "Default
 Value", N.11-2 "Used"), and ``data.declared[table_id]["<row label> | <column heading>"]`` for any other
 column (e.g. ``"Query | Configurable Triggers"``, ``"Audit Trail Message Format | Creator/Sender"``).
@@ -11,13 +12,13 @@ column (e.g. ``"Query | Configurable Triggers"``, ``"Audit Trail Message Format 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
 
 from dcsaudit.annex import cells
-from dcsaudit.auditmsg.rules import load_rules
 from dcsaudit.checks.base import AuditData
-from dcsaudit.models.audit import AuditMessage, AuditTrail
-from dcsaudit.models.core import AnnexTable, Cell, Evidence
+from dcsaudit.models.audit import AuditMessage, AuditTrail, SyslogSendResult
+from dcsaudit.models.core import AnnexTable, Cell
+from dcsaudit.models.endpoint import Endpoint
+from dcsaudit.rules.audit_events import load_rules
 
 N618 = "N.6-18"
 N619 = "N.6-19"
@@ -50,12 +51,14 @@ def _ev(msgs: list[AuditMessage], n: int = 10) -> list[str]:
     return [m.evidence for m in msgs if m.evidence][:n]
 
 
-def _syslog_endpoints(data: AuditData, service: str) -> list[Any]:
+def _syslog_endpoints(data: AuditData, service: str) -> list[Endpoint]:
     return [e for e in data.endpoints if e.service == service and e.state == "open"]
 
 
-def _sender_evidence(data: AuditData, probe: str) -> list[Evidence]:
-    return [e for e in data.evidence if e.probe == probe]
+def _delivered(data: AuditData, transport: str) -> list[SyslogSendResult]:
+    """Test messages that reached the product's collector over ``transport`` (``Endpoint.syslog_send``)."""
+    return [e.syslog_send for e in data.endpoints
+            if e.syslog_send is not None and e.syslog_send.transport == transport and e.syslog_send.delivered]
 
 
 # -- N.6.6 -------------------------------------------------------------------------------------------
@@ -100,13 +103,13 @@ def _collector_table(data: AuditData) -> AnnexTable:
     d, t = data.declared, N619
     udp_eps = _syslog_endpoints(data, "syslog-udp")
     tls_eps = _syslog_endpoints(data, "syslog-tls")
-    sent_tls = [e for e in _sender_evidence(data, "syslog.sender.tls") if e.ok]
-    sent_udp = [e for e in _sender_evidence(data, "syslog.sender.udp") if e.ok]
+    sent_tls = _delivered(data, "tls")
+    sent_udp = _delivered(data, "udp")
     if not (udp_eps or tls_eps or d.get(t)):
         return AnnexTable(id=t, title="Audit Trail Collector Parameters", columns=SYSLOG_COLS,
                           empty_reason="no syslog collector endpoint found on the product and none declared")
 
-    def ep_cell(eps: list[Any], what: str) -> Cell:
+    def ep_cell(eps: list[Endpoint], what: str) -> Cell:
         if not eps:
             return cells.not_observed(f"no {what} syslog endpoint found")
         return cells.verified(", ".join(f"{e.host}:{e.port}/{e.protocol}" for e in eps),
@@ -126,7 +129,7 @@ def _collector_table(data: AuditData) -> AnnexTable:
     rows.append([cells.label("UDP Protocol"), _col(d, t, "UDP Protocol", "Configurable"),
                  cells.reconcile(d, t, "UDP Protocol", None),
                  cells.verified("UDP syslog port open" + ("; test message sent" if sent_udp else ""),
-                                [x for e in udp_eps for x in e.evidence][:5] + [e.id for e in sent_udp])
+                                [x for e in udp_eps for x in e.evidence][:5] + [x for r in sent_udp for x in r.evidence])
                  if udp_eps else cells.not_observed("no UDP syslog port found")])
     versions: set[str] = set()
     client_cert: set[str] = set()
@@ -134,7 +137,7 @@ def _collector_table(data: AuditData) -> AnnexTable:
         if e.tls is not None:
             versions.update(v for v, suites in e.tls.protocols.items() if suites)
             client_cert.add(e.tls.client_certificate)
-    versions.update(str(e.data["tls_version"]) for e in sent_tls if e.data.get("tls_version"))
+    versions.update(r.tls_version for r in sent_tls if r.tls_version)
     tls_txt = None
     if tls_eps:
         tls_txt = "TLS" + (f" ({', '.join(sorted(versions))})" if versions else "")
@@ -143,10 +146,11 @@ def _collector_table(data: AuditData) -> AnnexTable:
     rows.append([cells.label("TLS Protocol"), _col(d, t, "TLS Protocol", "Configurable"),
                  cells.reconcile(d, t, "TLS Protocol", "TLS" if tls_eps else None,
                                  [x for e in tls_eps for x in e.evidence][:5]),
-                 cells.verified(tls_txt, [x for e in tls_eps for x in e.evidence][:5] + [e.id for e in sent_tls])
+                 cells.verified(tls_txt, [x for e in tls_eps for x in e.evidence][:5] + [x for r in sent_tls for x in r.evidence])
                  if tls_txt else cells.not_observed("no TLS syslog port found")])
-    accepted = [e for e in sent_tls if e.data.get("accepted")]
-    size_cell = (cells.verified(f"accepted a {accepted[0].data.get('size')}-octet message over TLS", [e.id for e in accepted])
+    accepted = [r for r in sent_tls if r.accepted]
+    size_cell = (cells.verified(f"accepted a {accepted[0].size}-octet message over TLS",
+                                [x for r in accepted for x in r.evidence])
                  if accepted else cells.not_observed("no test message accepted (opt-in scan.intrusive.syslog_test_messages)"))
     rows.append([cells.label("Maximum Size Received"), _col(d, t, "Maximum Size Received", "Configurable"),
                  cells.reconcile(d, t, "Maximum Size Received", None), size_cell])
@@ -176,7 +180,7 @@ def _n82_rows(data: AuditData) -> AnnexTable:
     tls_eps = _syslog_endpoints(data, "syslog-tls")
     udp_eps = _syslog_endpoints(data, "syslog-udp")
 
-    def receiver(row: str, eps: list[Any]) -> Cell:
+    def receiver(row: str, eps: list[Endpoint]) -> Cell:
         if eps:
             return _col(d, t, row, "Consumer/Receiver", "Y", [x for e in eps for x in e.evidence][:5])
         return _col(d, t, row, "Consumer/Receiver", note="no such collector port found on the product")

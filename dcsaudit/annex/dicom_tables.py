@@ -19,7 +19,7 @@ from dcsaudit.annex import cells
 from dcsaudit.checks.base import AuditData
 from dcsaudit.models.core import AnnexTable, Cell
 from dcsaudit.models.dicom import ApplicationEntity, IdentityTypeResult, Initiator
-from dcsaudit.probes.dicom_sop import service_of
+from dcsaudit.rules.sop_classes import service_of
 
 CONFIG_COLS = ["Parameter", "Configurable", "Default Value", "Comments"]
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"

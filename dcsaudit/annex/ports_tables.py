@@ -9,18 +9,7 @@ from __future__ import annotations
 from dcsaudit.annex.cells import label, verified
 from dcsaudit.checks.base import AuditData
 from dcsaudit.models.core import AnnexTable, Cell, Provenance
-
-SERVICE_NAMES = {
-    "dicom": "DICOM (DIMSE, no TLS)",
-    "dicom-tls": "DICOM over TLS",
-    "tls": "TLS (other payload)",
-    "http": "HTTP",
-    "https": "HTTPS",
-    "syslog-tls": "Syslog over TLS (RFC 5425)",
-    "syslog-udp": "Syslog over UDP (RFC 5426)",
-    "ntp": "NTP",
-    "unknown": "unidentified",
-}
+from dcsaudit.rules.services import SERVICES
 
 
 def tables(data: AuditData) -> list[tuple[str, AnnexTable]]:
@@ -28,7 +17,7 @@ def tables(data: AuditData) -> list[tuple[str, AnnexTable]]:
     rows: list[list[Cell]] = []
     listed = [e for e in data.endpoints if e.state != "closed"]
     for ep in sorted(listed, key=lambda e: (e.host, e.protocol, e.port)):
-        service = SERVICE_NAMES.get(ep.service, ep.service)
+        service = SERVICES[ep.service].label
         if ep.state == "open" and ep.service != "unknown" and "inferred" not in ep.service_detail:
             svc = verified(service, ep.evidence)
         else:

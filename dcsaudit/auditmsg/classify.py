@@ -9,9 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from dcsaudit.auditmsg import rfc5424, rules
+from dcsaudit.auditmsg import rfc5424
 from dcsaudit.auditmsg.xmlbody import parse_body
 from dcsaudit.models.audit import AuditMessage, Framing
+from dcsaudit.rules import audit_events as rules
 
 
 def classify(

@@ -1,4 +1,4 @@
-"""Audit-trail (syslog) results (issue 5). Contract names are relied on by scripts.
+"""Audit-trail (syslog) results (PS3.15 A.5-A.7, RFC 5424/5425/5426). Contract names are relied on by scripts.
 
 Contract (``report.json`` → ``audit_trail``): ``messages`` is a list; each message has ``transport``,
 ``peer``, ``received_at``, ``pri``, ``msgid``, ``event_id``, ``event_type_codes``, ``schema_valid``,
@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from dcsaudit.models.core import Model
+from dcsaudit.models.core import Model, Reason
 
 Framing = Literal["octet-counting", "non-transparent", "datagram"]
 
@@ -75,6 +75,32 @@ class CollectorConnection(Model):
     messages: int = 0
     errors: list[str] = Field(default_factory=list, description="framing errors, oversize frames, timeouts")
     evidence: str | None = None
+
+
+class SyslogSendResult(Model):
+    """A test audit message sent to the product's own collector (PS3.15 A.6 TLS / A.7 UDP), opt-in.
+
+    Sits on the collector's :class:`~dcsaudit.models.endpoint.Endpoint` as ``syslog_send``.
+    """
+
+    transport: Literal["tls", "udp"]
+    sent: bool = Field(default=False, description="a message was sent (False: not permitted, or no connection)")
+    delivered: bool = Field(
+        default=False, description="TLS: handshake done and the frame written; UDP: sent and no ICMP error came back")
+    accepted: bool | None = Field(
+        default=None, description="TLS: the collector kept the connection open after the frame, no alert (False: it "
+        "closed or refused); None: not sent, or UDP (no acknowledgement)")
+    size: int = Field(default=0, description="octets of the syslog message sent (TLS: without the frame length)")
+    framing: Framing = "datagram"
+    tls_version: str | None = Field(default=None, description="negotiated TLS version, e.g. 'TLSv1.3'")
+    cipher: str | None = None
+    server_verified: bool | None = Field(
+        default=None, description="the collector's chain was validated against credentials.ca_file (None: TLS not tried)")
+    client_certificate_sent: bool | None = Field(
+        default=None, description="the configured client certificate was offered (None: TLS not tried)")
+    reason: Reason | None = Field(default=None, description="why it was not sent, delivered or accepted")
+    outcome: str = Field(default="", description="what happened, in words")
+    evidence: list[str] = Field(default_factory=list)
 
 
 class Correlation(Model):

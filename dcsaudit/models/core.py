@@ -1,6 +1,6 @@
 """The core family of report models: evidence, findings, endpoints, annex cells.
 
-One family of frozen pydantic models, serialised directly into ``report.json`` (architecture rule 4).
+One family of frozen pydantic models, serialised directly into ``report.json``, with a published JSON Schema.
 Probes produce :class:`Evidence`; checks turn evidence into :class:`Finding`; the annex builder turns
 both, plus the vendor's declared values, into :class:`AnnexTable` cells that carry their provenance.
 """
@@ -47,7 +47,9 @@ class Evidence(Model):
     ok: bool = Field(description="the probe got a protocol answer (a DICOM reject is still ok)")
     reason: Reason | None = None
     summary: str
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(
+        default_factory=dict, description="details for display only: checks, the annex and audit-message "
+        "correlation read the typed results on endpoints, AEs and the audit trail (tests/test_layering.py)")
 
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
@@ -69,7 +71,7 @@ class Finding(Model):
 
 
 class Provenance(StrEnum):
-    """Where the value of an annex cell comes from (architecture rule 9)."""
+    """Where the value of an annex cell comes from; every rendered cell shows it."""
 
     VERIFIED = "verified"  # observed on the wire; evidence ids say where
     DECLARED = "declared"  # stated by the vendor in the config, not observable from the network

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from dcsaudit.models.core import Model
 
@@ -65,11 +65,35 @@ class PresentationContextResult(Model):
         return self.result == 0
 
 
-class AssociationAttempt(Model):
-    """One association request and what came back; also stored as the data of its Evidence item."""
+# Why the association audit sent one A-ASSOCIATE-RQ. The parts that used to be spelled into the string
+# (identity type, credential validity, counting run and position) are typed fields of the attempt.
+AttemptPurpose = Literal[
+    "baseline",  # configured titles, Verification + configured SOP classes, C-ECHO
+    "baseline_with_identity",  # the baseline again with valid credentials, when the plain one was refused
+    "any_called_ae",  # random 16-character Called AE Title
+    "any_calling_ae",  # random Calling AE Title
+    "default_called_ae",  # a vendor-default Called AE Title (scan.dicom.default_called_aes)
+    "default_calling_ae",  # a vendor-default Calling AE Title
+    "user_identity",  # User Identity Negotiation probe: ``user_identity_type`` + ``credentials``
+    "idle_association",  # an accepted association held silent to time the idle timer (intrusive)
+    "max_associations",  # one of the associations held at once: ``run`` + ``index`` (intrusive)
+]
+# The credentials of the User Identity sub-item sent: dcsaudit's deliberately wrong ones or the configured ones.
+Credentials = Literal["invalid", "valid"]
 
-    purpose: str = Field(description="baseline, any_called_ae, any_calling_ae, default_called_ae, "
-                         "default_calling_ae, user_identity_<n>_<invalid|valid>, …")
+
+class AssociationAttempt(Model):
+    """One association request and what came back; also shown as the data of its Evidence item."""
+
+    purpose: AttemptPurpose
+    user_identity_type: int | None = Field(
+        default=None, ge=1, le=5, description="User-Identity-Type of the identity sub-item sent (None: none sent)")
+    credentials: Credentials | None = Field(
+        default=None, description="invalid: dcsaudit's deliberately wrong credentials; valid: the configured ones "
+        "(None: no identity sent)")
+    run: int | None = Field(default=None, ge=1, description="max_associations: the counting run, from 1")
+    index: int | None = Field(
+        default=None, ge=1, description="max_associations: position among the associations held at once, from 1")
     called_ae: str
     calling_ae: str
     outcome: AssocOutcome
@@ -80,7 +104,6 @@ class AssociationAttempt(Model):
     implementation_class_uid: str | None = None
     implementation_version_name: str | None = None
     max_pdu_length: int | None = None
-    user_identity_type: int | None = None
     positive_response_requested: bool | None = None
     user_identity_response: bool | None = Field(
         default=None, description="an A-ASSOCIATE-AC carried a User Identity AC sub-item (0x59)")
@@ -94,6 +117,26 @@ class AssociationAttempt(Model):
     busy: bool = Field(default=False, description="the transient answer persisted through every retry: the product "
                        "was busy, so this attempt proves nothing about titles, identity or verification")
     retry_evidence: list[str] = Field(default_factory=list, description="evidence of the retried answers")
+
+    @model_validator(mode="after")
+    def _purpose_fields(self) -> AssociationAttempt:
+        """The typed parts each purpose needs are present, and only where they mean something."""
+        if self.purpose == "user_identity" and (self.user_identity_type is None or self.credentials is None):
+            raise ValueError("a user_identity attempt names its user_identity_type and credentials")
+        if (self.user_identity_type is None) != (self.credentials is None):
+            raise ValueError("user_identity_type and credentials go together (both None: no identity sent)")
+        if (self.purpose == "max_associations") != (self.run is not None and self.index is not None):
+            raise ValueError("run and index are set exactly for max_associations attempts")
+        return self
+
+    @property
+    def label(self) -> str:
+        """Human-readable purpose for summaries, e.g. 'user_identity_2_invalid', 'max_associations_1_3'."""
+        if self.purpose == "user_identity":
+            return f"user_identity_{self.user_identity_type}_{self.credentials}"
+        if self.purpose == "max_associations":
+            return f"max_associations_{self.run}_{self.index}"
+        return self.purpose
 
     @property
     def transient(self) -> bool:

@@ -1,4 +1,4 @@
-"""DICOM association audit of each Application Entity as acceptor (issue 4; standards digest §2–3).
+"""DICOM association audit of each Application Entity as acceptor (PS3.8 §9.3, PS3.7 D.3.3).
 
 Per AE, in this order (one association each unless said otherwise):
 
@@ -42,15 +42,17 @@ from dcsaudit.models.core import Reason
 from dcsaudit.models.dicom import (
     ApplicationEntity,
     AssociationAttempt,
+    AttemptPurpose,
+    Credentials,
     MeasuredTimeout,
     PresentationContextResult,
 )
 from dcsaudit.models.endpoint import Endpoint
 from dcsaudit.probes import dicom_params, dicom_ul, user_identity
 from dcsaudit.probes.dicom_client import Spec, Target, run_attempt
-from dcsaudit.probes.dicom_impl import recognise
-from dcsaudit.probes.dicom_sop import SopClass, resolve, service_of
-from dcsaudit.services import DICOM_SERVICES
+from dcsaudit.rules.implementations import recognise
+from dcsaudit.rules.services import DICOM_SERVICES
+from dcsaudit.rules.sop_classes import SopClass, resolve, service_of
 
 T = TypeVar("T")
 UNKNOWN_AE = "ANY-SCP"
@@ -106,7 +108,8 @@ class _Held:
     """What the ordinary phase hands to the intrusive one."""
 
     target: Target
-    spec: Spec  # the accepted reference request (titles, identity) for idle and max-associations
+    spec: Spec  # the accepted reference request (titles, identity) as the idle association; max-associations
+    # counts copies of it
 
 
 def _finish(ae: ApplicationEntity, target: Target | None, start: float, **update: object) -> ApplicationEntity:
@@ -147,10 +150,13 @@ async def _ordinary(ctx: AuditContext, t: _AeTarget) -> tuple[ApplicationEntity,
     target = Target(ctx, t.host, t.port, ssl_ctx, _timeouts(ctx), busy_retry_seconds=cfg.dicom.busy_retry_seconds)
     verification = (sops[0],)
 
-    def spec(purpose: str, called: str = t.ae_title, calling_ae: str = calling,
-             sop: tuple[SopClass, ...] = verification, uid: dicom_ul.UserIdentityRQ | None = None) -> Spec:
-        # Only the baselines send a C-ECHO; the other probes only need the association answer.
-        return Spec(purpose, called, calling_ae, sop, uid, echo=purpose.startswith("baseline"))
+    def spec(purpose: AttemptPurpose, called: str = t.ae_title, calling_ae: str = calling,
+             sop: tuple[SopClass, ...] = verification, uid: dicom_ul.UserIdentityRQ | None = None,
+             credentials: Credentials = "valid") -> Spec:
+        # Only the baselines send a C-ECHO; the other probes only need the association answer. An
+        # identity is the configured valid one unless it is one of the deliberately invalid probes.
+        return Spec(purpose, called, calling_ae, sop, uid, echo=purpose in ("baseline", "baseline_with_identity"),
+                    credentials=credentials if uid is not None else None)
 
     ctx.progress(f"DICOM {t.label} AE {t.ae_title}")
     baseline, _ = await run_attempt(target, spec("baseline", sop=tuple(sops)))
@@ -198,12 +204,11 @@ async def _ordinary(ctx: AuditContext, t: _AeTarget) -> tuple[ApplicationEntity,
             if ty == 2 and not passcode_ok:
                 not_tested[2] = "not sent: no TLS and scan.intrusive.passcode_over_plaintext is false"
                 continue
-            invalid[ty], _ = await run_attempt(target, spec(f"user_identity_{ty}_invalid",
-                                                            uid=user_identity.invalid_identity(ty)))
+            invalid[ty], _ = await run_attempt(target, spec("user_identity", uid=user_identity.invalid_identity(ty),
+                                                            credentials="invalid"))
         valid_attempts: dict[int, AssociationAttempt] = {}
         for v in valid:
-            valid_attempts[v.identity_type], _ = await run_attempt(
-                target, spec(f"user_identity_{v.identity_type}_valid", uid=v.rq))
+            valid_attempts[v.identity_type], _ = await run_attempt(target, spec("user_identity", uid=v.rq))
         uid_result = dicom_verdicts.classify_identity(baseline, invalid, valid_attempts, list(uid_notes), not_tested)
 
     accepted = reference.outcome == "accepted"
@@ -228,7 +233,7 @@ async def _ordinary(ctx: AuditContext, t: _AeTarget) -> tuple[ApplicationEntity,
         presentation_contexts=contexts,
         unauthenticated_query_retrieve=unauth_qr,
     )
-    held = _Held(target, spec("held", uid=auth)) if accepted else None
+    held = _Held(target, spec("idle_association", uid=auth)) if accepted else None
     return ae, held
 
 
@@ -251,9 +256,7 @@ async def _intrusive(ctx: AuditContext, ae: ApplicationEntity, held: _Held) -> A
     update: dict[str, object] = {}
     cap = cfg.dicom.timer_cap_seconds
     if intrusive.measure_timeouts:
-        idle_spec = Spec("idle_association", held.spec.called_ae, held.spec.calling_ae, held.spec.sop_classes,
-                         held.spec.user_identity, echo=False)
-        timers.update(await dicom_params.measure_timers(target, idle_spec, cap, cfg.dicom.associations_per_host))
+        timers.update(await dicom_params.measure_timers(target, held.spec, cap, cfg.dicom.associations_per_host))
     if intrusive.max_associations:
         artim_t = timers.get("artim")
         await _wait_for_bare_connections(ctx, target, artim_t.seconds if artim_t is not None else None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -20,11 +21,15 @@ from dcsaudit.models.dicom import (
     AbortInfo,
     AssociationAttempt,
     AssocOutcome,
+    AttemptPurpose,
+    Credentials,
     PresentationContextResult,
     RejectTriple,
 )
 from dcsaudit.probes import dicom_ul as ul
-from dcsaudit.probes.dicom_sop import SopClass
+from dcsaudit.rules.sop_classes import SopClass
+
+log = logging.getLogger(__name__)
 
 OUTCOME_REASON: dict[str, Reason | None] = {
     "accepted": None, "rejected": None, "aborted": None, "closed": Reason.RESET, "refused": Reason.REFUSED,
@@ -55,12 +60,15 @@ class Target:
 
 @dataclass(frozen=True)
 class Spec:
-    purpose: str
+    purpose: AttemptPurpose
     called_ae: str
     calling_ae: str
     sop_classes: tuple[SopClass, ...]
     user_identity: ul.UserIdentityRQ | None = None
     echo: bool = True
+    credentials: Credentials | None = None  # of ``user_identity``: dcsaudit's invalid ones or the configured ones
+    run: int | None = None  # max_associations: counting run
+    index: int | None = None  # max_associations: position among the held associations
 
 
 @dataclass
@@ -153,6 +161,11 @@ def _retry_plan(target: Target, attempt: AssociationAttempt) -> tuple[int, float
     return 1, target.busy_retry_seconds
 
 
+def _transient_text(attempt: AssociationAttempt) -> str:
+    r = attempt.reject
+    return f"A-ASSOCIATE-RJ ({r.result}, {r.source}, {r.reason})" if r is not None else "A-ABORT"
+
+
 def _congested(attempt: AssociationAttempt) -> bool:
     return attempt.outcome == "aborted" or (attempt.reject is not None and attempt.reject.source == 3)
 
@@ -179,9 +192,14 @@ async def run_attempt(target: Target, spec: Spec, *, hold: bool = False, retry: 
             if busy and budget >= target.busy_retry_seconds:
                 target.busy_exhausted = True
             attempt = attempt.model_copy(update={"busy": busy})
+            if busy:
+                log.warning("%s %s: product busy after %d retries (%s): no fact is taken from this attempt",
+                            target.label, attempt.label, len(retried), _transient_text(attempt))
             break
         retried.append(attempt.evidence or "")
         target.attempts.pop()  # the retried try is kept as evidence, not as an attempt
+        log.info("%s %s: transient answer (%s), retry %d in %.2f s", target.label, attempt.label,
+                 _transient_text(attempt), len(retried), delay)
         await asyncio.sleep(delay)
         delay = min(delay * 2, RETRY_MAX_DELAY)
     if retried or attempt.busy:
@@ -232,20 +250,21 @@ async def _attempt_once(target: Target, spec: Spec, *, hold: bool, retry: int) -
                     writer.write(ul.ABORT_RQ)
                     fields["released"] = False
             elif pdu.pdu_type == 3:
+                result, source, reason = ul.decode_associate_rj(pdu.body)  # PduError: protocol_error
                 outcome = "rejected"
-                result, source, reason = pdu.body[1], pdu.body[2], pdu.body[3]
                 rs, ss, ns = ul.describe_reject(result, source, reason)
                 fields["reject"] = RejectTriple(result=result, source=source, reason=reason,
                                                 result_str=rs, source_str=ss, reason_str=ns)
             elif pdu.pdu_type == 7:
+                source, reason = ul.decode_abort(pdu.body)  # PduError: protocol_error
                 outcome = "aborted"
-                fields["abort"] = AbortInfo(source=pdu.body[2], reason=pdu.body[3],
-                                            reason_str=ul.ABORT_REASON.get(pdu.body[3], "reserved"))
+                fields["abort"] = AbortInfo(source=source, reason=reason,
+                                            reason_str=ul.ABORT_REASON.get(reason, "reserved"))
             else:
                 outcome, error = "protocol_error", f"{pdu.name} in answer to A-ASSOCIATE-RQ"
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # errors are results (architecture rule 3)
+        except BaseException as exc:  # errors are results: a probe never raises
             if outcome == "accepted":
                 # The association was accepted; the failure came in C-ECHO or release. Keep the answer.
                 kind, error = classify_exception(exc)
@@ -258,12 +277,13 @@ async def _attempt_once(target: Target, spec: Spec, *, hold: bool, retry: int) -
     duration = (time.perf_counter() - start) * 1000
     uid = spec.user_identity
     attempt = AssociationAttempt(
-        purpose=spec.purpose, called_ae=spec.called_ae, calling_ae=spec.calling_ae, outcome=outcome, error=error,
+        purpose=spec.purpose, credentials=spec.credentials if uid else None, run=spec.run, index=spec.index,
+        called_ae=spec.called_ae, calling_ae=spec.calling_ae, outcome=outcome, error=error,
         contexts=_contexts(spec, info), user_identity_type=uid.identity_type if uid else None,
         positive_response_requested=uid.positive_response_requested if uid else None,
         duration_ms=round(duration, 3), **fields,
     )
-    summary = f"{spec.purpose}{f' (retry {retry})' if retry else ''}: {spec.calling_ae!r} -> {spec.called_ae!r}: {outcome}"
+    summary = f"{attempt.label}{f' (retry {retry})' if retry else ''}: {spec.calling_ae!r} -> {spec.called_ae!r}: {outcome}"
     if attempt.reject:
         summary += f" ({attempt.reject.result}, {attempt.reject.source}, {attempt.reject.reason})"
     if error:

@@ -15,7 +15,7 @@ import asyncio
 import struct
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from dcsaudit.models.core import Reason
@@ -153,8 +153,8 @@ async def _count_once(target: Target, spec: Spec, cap: int, run: int) -> tuple[i
         for i in range(cap):
             # Only the first waits out a busy product; a later refusal is the measurement itself.
             attempt, h = await run_attempt(
-                target, Spec(f"max_associations_{run}_{i + 1}", spec.called_ae, spec.calling_ae,
-                             spec.sop_classes[:1], spec.user_identity, echo=False), hold=True, retry=i == 0)
+                target, replace(spec, purpose="max_associations", sop_classes=spec.sop_classes[:1], echo=False,
+                                run=run, index=i + 1), hold=True, retry=i == 0)
             if h is None or attempt.outcome != "accepted":
                 if h is not None:
                     held.append(h)
@@ -183,7 +183,7 @@ async def measure_max_associations(target: Target, spec: Spec, cap: int) -> MaxA
         await asyncio.sleep(pause)  # let the product end the threads of the released ones
         pause = min(pause * 2, RETRY_PAUSE_MAX)
     (n1, cap1, refusal1), (n2, cap2, refusal2) = runs[-2], runs[-1]
-    evidence = [a.evidence for a in target.attempts if a.purpose.startswith("max_associations") and a.evidence]
+    evidence = [a.evidence for a in target.attempts if a.purpose == "max_associations" and a.evidence]
     reject = refusal2.reject if refusal2 is not None else None
     if n1 != n2 or cap1 != cap2:
         counts = ", ".join(str(n) for n, _, _ in runs)

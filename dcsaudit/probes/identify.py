@@ -21,28 +21,73 @@ import ssl
 import struct
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from dcsaudit.context import AuditContext
 from dcsaudit.models.core import Reason
-from dcsaudit.models.endpoint import Endpoint, Service
+from dcsaudit.models.dicom import AbortInfo, RejectTriple
+from dcsaudit.models.endpoint import (
+    AnswerKind,
+    DicomAnswer,
+    Endpoint,
+    HttpAnswer,
+    Identification,
+    IdentifyAnswer,
+    PduName,
+    Service,
+    TlsHandshakeAnswer,
+)
 from dcsaudit.probes import dicom_ul as ul
 
+A = TypeVar("A", bound=IdentifyAnswer)
 # Server answers we recognise by their first bytes.
 TLS_RECORD_TYPES = frozenset({0x15, 0x16})  # alert, handshake
 
 
 @dataclass
 class Answer:
-    """What one probe connection saw."""
+    """What one probe connection saw; becomes a typed answer on ``Endpoint.identification``."""
 
     ok: bool = False  # the peer spoke the protocol we tried
-    kind: str = ""  # 'dicom', 'http', 'tls-alert', 'silent', 'closed', 'garbage', ...
+    kind: AnswerKind = "error"
     reason: Reason | None = None
     summary: str = ""
-    data: dict[str, Any] = field(default_factory=dict)
+    first_bytes: bytes | None = None  # the start of an answer that is not the protocol tried
     ms: float = 0.0
+    # DICOM (A-ASSOCIATE-RQ, plaintext or inside TLS)
+    called_ae: str = ""
+    calling_ae: str = ""
+    pdu: PduName | None = None
+    reject: RejectTriple | None = None
+    abort: AbortInfo | None = None
+    implementation_class_uid: str | None = None
+    implementation_version_name: str | None = None
+    max_pdu_length: int | None = None
+    context_accepted: bool | None = None
+    # TLS handshake
+    version: str | None = None
+    cipher: str | None = None
+    # HTTP
+    status_line: str | None = None
+
+    def _common(self) -> dict[str, Any]:
+        return {"kind": self.kind, "ok": self.ok, "reason": self.reason,
+                "first_bytes": self.first_bytes[:16].hex() if self.first_bytes is not None else None}
+
+    def dicom(self) -> DicomAnswer:
+        return DicomAnswer(
+            **self._common(), called_ae=self.called_ae, calling_ae=self.calling_ae, pdu=self.pdu,
+            reject=self.reject, abort=self.abort, implementation_class_uid=self.implementation_class_uid,
+            implementation_version_name=self.implementation_version_name, max_pdu_length=self.max_pdu_length,
+            context_accepted=self.context_accepted)
+
+    def tls(self, bare_connect: bool) -> TlsHandshakeAnswer:
+        return TlsHandshakeAnswer(**self._common(), version=self.version, cipher=self.cipher,
+                                  bare_connect=bare_connect)
+
+    def http(self, over_tls: bool) -> HttpAnswer:
+        return HttpAnswer(**self._common(), status_line=self.status_line, over_tls=over_tls)
 
 
 def _identify_context(ctx: AuditContext, with_credentials: bool = True) -> ssl.SSLContext:
@@ -92,46 +137,63 @@ async def _speak_dicom(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
         head = await _read_exact(reader, 6, timeout)
     except asyncio.IncompleteReadError as exc:
         if exc.partial.startswith(b"HTTP/"):
-            return Answer(True, "http", summary="HTTP answer to an A-ASSOCIATE-RQ")
+            return Answer(True, "http", summary="HTTP answer to an A-ASSOCIATE-RQ", called_ae=called,
+                          calling_ae=calling)
         return Answer(False, "closed", Reason.RESET, "peer closed the connection without a DICOM answer",
-                      {"bytes": exc.partial[:16].hex()})
+                      exc.partial, called_ae=called, calling_ae=calling)
     if head.startswith(b"HTTP/"):
-        return Answer(True, "http", summary="HTTP answer to an A-ASSOCIATE-RQ")
+        return Answer(True, "http", summary="HTTP answer to an A-ASSOCIATE-RQ", called_ae=called, calling_ae=calling)
     if head[0] in TLS_RECORD_TYPES and head[1] == 0x03:
         return Answer(False, "tls-alert", Reason.PROTOCOL_ERROR, "peer answered with a TLS record: it expects TLS",
-                      {"bytes": head.hex()})
+                      head, called_ae=called, calling_ae=calling)
     header = _parse_header(head)
     if header is None:
-        return Answer(False, "garbage", Reason.PROTOCOL_ERROR, "answer is not a DICOM PDU", {"bytes": head.hex()})
+        return Answer(False, "garbage", Reason.PROTOCOL_ERROR, "answer is not a DICOM PDU", head, called_ae=called,
+                      calling_ae=calling)
     pdu_type, length = header
     body = await _read_exact(reader, length, timeout)
-    name = ul.PDU_NAMES[pdu_type]
-    data: dict[str, Any] = {"called_ae": called, "calling_ae": calling, "pdu": name}
+    name = _PDU_NAME[pdu_type]
+    ans = Answer(True, "dicom", called_ae=called, calling_ae=calling, pdu=name)
     if pdu_type == 2:
         try:
             info = ul.decode_associate_ac(body)
         except ul.PduError as exc:
-            return Answer(False, "garbage", Reason.PROTOCOL_ERROR, f"malformed A-ASSOCIATE-AC: {exc}", data)
-        data.update(implementation_class_uid=info.implementation_class_uid,
-                    implementation_version_name=info.implementation_version_name,
-                    max_pdu_length=info.max_pdu_length,
-                    context_accepted=any(res == 0 for res, _ in info.contexts.values()))
+            ans.ok, ans.kind, ans.reason, ans.summary = False, "garbage", Reason.PROTOCOL_ERROR, \
+                f"malformed A-ASSOCIATE-AC: {exc}"
+            return ans
+        ans.implementation_class_uid = info.implementation_class_uid
+        ans.implementation_version_name = info.implementation_version_name
+        ans.max_pdu_length = info.max_pdu_length
+        ans.context_accepted = any(res == 0 for res, _ in info.contexts.values())
         writer.write(ul.RELEASE_RQ)
         await writer.drain()
         try:  # A-RELEASE-RP is courtesy; identification does not depend on it
             await _read_exact(reader, 10, min(timeout, 1.0))
         except (TimeoutError, asyncio.IncompleteReadError, OSError):
             pass
-        summary = "A-ASSOCIATE-AC: DICOM association accepted"
+        ans.summary = "A-ASSOCIATE-AC: DICOM association accepted"
     elif pdu_type == 3:
-        data.update(result=body[1], source=body[2], reason=body[3])
-        summary = f"A-ASSOCIATE-RJ (result {body[1]}, source {body[2]}, reason {body[3]}): DICOM, rejected"
+        try:
+            result, source, reason = ul.decode_associate_rj(body)
+        except ul.PduError as exc:
+            ans.ok, ans.kind, ans.reason, ans.summary = False, "garbage", Reason.PROTOCOL_ERROR, str(exc)
+            return ans
+        rs, ss, ns = ul.describe_reject(result, source, reason)
+        ans.reject = RejectTriple(result=result, source=source, reason=reason, result_str=rs, source_str=ss,
+                                  reason_str=ns)
+        ans.summary = f"A-ASSOCIATE-RJ (result {result}, source {source}, reason {reason}): DICOM, rejected"
     elif pdu_type == 7:
-        data.update(source=body[2], reason=body[3])
-        summary = f"A-ABORT (source {body[2]}, reason {body[3]}): DICOM"
+        try:
+            source, reason = ul.decode_abort(body)
+        except ul.PduError as exc:
+            ans.ok, ans.kind, ans.reason, ans.summary = False, "garbage", Reason.PROTOCOL_ERROR, str(exc)
+            return ans
+        ans.abort = AbortInfo(source=source, reason=reason, reason_str=ul.ABORT_REASON.get(reason, "reserved"))
+        ans.summary = f"A-ABORT (source {source}, reason {reason}): DICOM"
     else:
-        return Answer(False, "garbage", Reason.PROTOCOL_ERROR, f"unexpected {name} as the first answer", data)
-    return Answer(True, "dicom", summary=summary, data={k: v for k, v in data.items() if v is not None})
+        ans.ok, ans.kind, ans.reason, ans.summary = False, "garbage", Reason.PROTOCOL_ERROR, \
+            f"unexpected {name} as the first answer"
+    return ans
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:
@@ -141,6 +203,10 @@ async def _close(writer: asyncio.StreamWriter) -> None:
     except (TimeoutError, OSError, ssl.SSLError):
         pass
 
+
+_PDU_NAME: dict[int, PduName] = {1: "A-ASSOCIATE-RQ", 2: "A-ASSOCIATE-AC", 3: "A-ASSOCIATE-RJ", 4: "P-DATA-TF",
+                                  5: "A-RELEASE-RQ", 6: "A-RELEASE-RP", 7: "A-ABORT"}
+assert {k: str(v) for k, v in _PDU_NAME.items()} == ul.PDU_NAMES
 
 # The registered dicom-tls port (PS3.15 B.9–B.12: 2762 is recommended for DICOM over TLS).
 DICOM_TLS_PORT = 2762
@@ -178,9 +244,9 @@ async def _speak_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     first = await asyncio.wait_for(reader.read(64), timeout)
     if first.startswith(b"HTTP/"):
         status = first.split(b"\r\n", 1)[0].decode("ascii", errors="replace")
-        return Answer(True, "http", summary=f"HTTP answer to HEAD / ({status})", data={"status_line": status})
+        return Answer(True, "http", summary=f"HTTP answer to HEAD / ({status})", status_line=status)
     return Answer(False, "garbage" if first else "closed", Reason.PROTOCOL_ERROR,
-                  "no HTTP status line in answer to HEAD /", {"bytes": first[:16].hex()})
+                  "no HTTP status line in answer to HEAD /", first)
 
 
 async def _one_exchange(ctx: AuditContext, host: str, port: int, sslctx: ssl.SSLContext | None, what: str,
@@ -236,7 +302,7 @@ async def probe_tls(ctx: AuditContext, host: str, port: int, sslctx: ssl.SSLCont
                 suite, version, _bits = sslobj.cipher() or ("?", None, 0)
                 version = sslobj.version() or version
                 hs = Answer(True, "tls", summary=f"TLS handshake completed ({version}, {suite})",
-                            data={"version": version, "cipher": suite})
+                            version=version, cipher=suite)
                 hs.ms = (time.perf_counter() - start) * 1000
                 try:
                     if version == "TLSv1.3":
@@ -252,7 +318,7 @@ async def probe_tls(ctx: AuditContext, host: str, port: int, sslctx: ssl.SSLCont
                                               None if early else Reason.RESET,
                                               "server closed right after the handshake" if not early
                                               else "server spoke first inside TLS (not DICOM)",
-                                              {"bytes": early[:16].hex()})
+                                              early)
                     inner = await _speak_dicom(reader, writer, _called_ae(ctx, host, port),
                                                ctx.config.scan.calling_ae_title, t.read)
                 except Exception as exc:
@@ -355,8 +421,9 @@ async def identify_endpoint(ctx: AuditContext, ep: Endpoint, sslctx: ssl.SSLCont
     http = await http_task if http_task is not None else None
     # What classification reads: the DICOM answers, or the HTTP answer where that is what spoke.
     plain_seen, inner_seen = plain, inner
+    http_over_tls = False
     if hs.ok and inner is not None and inner.kind in ("garbage", "closed", "silent"):
-        http = await probe_http(ctx, ep.host, ep.port, sslctx)
+        http, http_over_tls = await probe_http(ctx, ep.host, ep.port, sslctx), True
         if http.kind in ("http", "client-cert"):
             inner_seen = http
     elif not hs.ok and plain.kind in ("garbage", "closed", "silent"):
@@ -365,19 +432,30 @@ async def identify_endpoint(ctx: AuditContext, ep: Endpoint, sslctx: ssl.SSLCont
         if http.kind == "http":
             plain_seen = http
     ids = list(ep.evidence)
-    for probe, ans in (("identify.dicom", plain), ("identify.tls", hs), ("identify.dicom_in_tls", inner),
-                       ("identify.http", http)):
-        if ans is None:
-            continue
-        # A failed handshake left a connection without a request (see identify_endpoint).
-        bare = probe == "identify.tls" and ans.kind not in ("tls", "not-probed")
-        ev = ctx.evidence.add(probe, ep.key, ans.ok, ans.summary, reason=ans.reason,
-                              data={"kind": ans.kind, **ans.data, "bare_connect": bare}, duration_ms=ans.ms)
+
+    def record(probe: str, ans: Answer, typed: A) -> A:
+        """Evidence for one answer; the typed answer (with its evidence id) is the result, its dump the
+        evidence's display data. ``bare_connect`` is the probes' own convention (ports.py writes it too)
+        that the association audit waits on."""
+        shown = typed.model_dump(mode="json", exclude_none=True, exclude={"evidence", "bare_connect", "ok", "reason"})
+        display = {**shown, "bare_connect": bare and probe == "identify.tls"}
+        ev = ctx.evidence.add(probe, ep.key, ans.ok, ans.summary, reason=ans.reason, data=display,
+                              duration_ms=ans.ms)
         ids.append(ev.id)
+        return typed.model_copy(update={"evidence": ev.id})
+
+    # A failed handshake left a connection without a request (see identify_endpoint).
+    bare = hs.kind not in ("tls", "not-probed")
+    identification = Identification(
+        dicom=record("identify.dicom", plain, plain.dicom()),
+        tls=record("identify.tls", hs, hs.tls(bare)),
+        dicom_in_tls=record("identify.dicom_in_tls", inner, inner.dicom()) if inner is not None else None,
+        http=record("identify.http", http, http.http(http_over_tls)) if http is not None else None,
+    )
     service, detail, plain_dicom = classify(ep.port, plain_seen, hs, inner_seen,
                                             frozenset(ctx.config.scan.syslog_tls_ports))
     return ep.model_copy(update={"service": service, "service_detail": detail, "plaintext_dicom": plain_dicom,
-                                 "evidence": ids})
+                                 "identification": identification, "evidence": ids})
 
 
 async def identify_all(ctx: AuditContext, endpoints: list[Endpoint],

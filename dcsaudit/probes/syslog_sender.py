@@ -19,11 +19,12 @@ import asyncio
 import socket
 import ssl
 import time
-from typing import Any
+from typing import Any, Literal
 
 from dcsaudit.auditmsg import build
 from dcsaudit.auditmsg.build import Participant
 from dcsaudit.context import AuditContext
+from dcsaudit.models.audit import SyslogSendResult
 from dcsaudit.models.core import Reason
 from dcsaudit.models.endpoint import Endpoint
 
@@ -63,19 +64,27 @@ def _client_context(ctx: AuditContext) -> tuple[ssl.SSLContext, bool]:
     return sc, verifying
 
 
-async def _send_tls(ctx: AuditContext, endpoint: Endpoint) -> str:
+async def _send_tls(ctx: AuditContext, endpoint: Endpoint) -> SyslogSendResult:
     t = ctx.config.scan.timeouts
     target = endpoint.key
     msg = build_test_message(TLS_TEST_SIZE)
-    data: dict[str, Any] = {"size": len(msg), "framing": "octet-counting"}
+    result = SyslogSendResult(transport="tls", size=len(msg), framing="octet-counting")
     start = time.perf_counter()
+
+    def done(ok: bool, summary: str, reason: Reason | None, **update: Any) -> SyslogSendResult:
+        """The typed result, and its evidence (whose data is the same facts, for display)."""
+        r = result.model_copy(update={"reason": reason, "outcome": summary, **update})
+        ev = ctx.evidence.add("syslog.sender.tls", target, ok, summary, reason=reason,
+                              data=r.model_dump(mode="json", exclude_none=True, exclude={"evidence", "outcome"}),
+                              duration_ms=(time.perf_counter() - start) * 1000)
+        return r.model_copy(update={"evidence": [ev.id]})
+
     try:
         sc, verifying = _client_context(ctx)
     except (OSError, ssl.SSLError, ValueError) as exc:
-        return ctx.evidence.add("syslog.sender.tls", target, False, f"cannot load TLS credentials: {type(exc).__name__}",
-                                reason=Reason.INTERNAL_ERROR, data=data).id
-    data["server_verified"] = verifying
-    data["client_certificate_sent"] = ctx.config.credentials.tls_client is not None
+        return done(False, f"cannot load TLS credentials: {type(exc).__name__}", Reason.INTERNAL_ERROR)
+    result = result.model_copy(update={"server_verified": verifying,
+                                       "client_certificate_sent": ctx.config.credentials.tls_client is not None})
     writer: asyncio.StreamWriter | None = None
     try:
         async with ctx.limiter.slot(endpoint.host):
@@ -88,16 +97,15 @@ async def _send_tls(ctx: AuditContext, endpoint: Endpoint) -> str:
             except ssl.SSLError as exc:
                 txt = str(exc)
                 why = Reason.CLIENT_CERTIFICATE_REQUIRED if "CERTIFICATE_REQUIRED" in txt.upper() else Reason.TLS_FAILURE
-                return ctx.evidence.add("syslog.sender.tls", target, False, f"TLS handshake failed: {txt[:160]}",
-                                        reason=why, data=data,
-                                        duration_ms=(time.perf_counter() - start) * 1000).id
+                return done(False, f"TLS handshake failed: {txt[:160]}", why)
             writer = w
             ssl_obj = w.get_extra_info("ssl_object")
             if ssl_obj is not None:
-                data["tls_version"] = ssl_obj.version()
-                data["cipher"] = (ssl_obj.cipher() or ("",))[0]
+                result = result.model_copy(update={"tls_version": ssl_obj.version(),
+                                                   "cipher": (ssl_obj.cipher() or ("",))[0]})
             w.write(build.octet_frame(msg))
             await asyncio.wait_for(w.drain(), timeout=t.read)
+            result = result.model_copy(update={"sent": True, "delivered": True})
             # TLS 1.3 servers can refuse a client certificate after the handshake; a collector may
             # close on a frame it rejects. Either shows here as EOF/alert; silence means kept open.
             reason: Reason | None
@@ -113,18 +121,14 @@ async def _send_tls(ctx: AuditContext, endpoint: Endpoint) -> str:
                 txt = str(exc)
                 reason = Reason.CLIENT_CERTIFICATE_REQUIRED if "certificate required" in txt.lower() else Reason.RESET
                 outcome, ok = f"collector refused after the frame: {txt[:120]}", False
-            data["accepted"] = reason is None
-            return ctx.evidence.add("syslog.sender.tls", target, ok, f"32768-octet test message over TLS: {outcome}",
-                                    reason=reason, data=data, duration_ms=(time.perf_counter() - start) * 1000).id
+            return done(ok, f"{TLS_TEST_SIZE}-octet test message over TLS: {outcome}", reason,
+                        accepted=reason is None, delivered=ok)
     except TimeoutError:
-        return ctx.evidence.add("syslog.sender.tls", target, False, "timed out", reason=Reason.TIMEOUT, data=data,
-                                duration_ms=(time.perf_counter() - start) * 1000).id
+        return done(False, "timed out", Reason.TIMEOUT)
     except ConnectionRefusedError:
-        return ctx.evidence.add("syslog.sender.tls", target, False, "connection refused", reason=Reason.REFUSED,
-                                data=data).id
+        return done(False, "connection refused", Reason.REFUSED)
     except OSError as exc:
-        return ctx.evidence.add("syslog.sender.tls", target, False, f"network error: {type(exc).__name__}",
-                                reason=Reason.UNREACHABLE, data=data).id
+        return done(False, f"network error: {type(exc).__name__}", Reason.UNREACHABLE)
     finally:
         if writer is not None:
             writer.close()
@@ -149,32 +153,45 @@ def _send_udp_blocking(host: str, port: int, msg: bytes, wait: float) -> tuple[b
             return False, "ICMP port unreachable: nothing listens", Reason.REFUSED
 
 
-async def _send_udp(ctx: AuditContext, endpoint: Endpoint) -> str:
+async def _send_udp(ctx: AuditContext, endpoint: Endpoint) -> SyslogSendResult:
     msg = build_test_message(UDP_TEST_SIZE)
     start = time.perf_counter()
+    sent = False
     try:
         ok, summary, reason = await ctx.limiter.run_blocking(
             endpoint.host, _send_udp_blocking, endpoint.host, endpoint.port, msg, min(ctx.config.scan.timeouts.read, 1.0)
         )
+        sent = True
     except OSError as exc:
         ok, summary, reason = False, f"network error: {type(exc).__name__}", Reason.UNREACHABLE
-    return ctx.evidence.add("syslog.sender.udp", endpoint.key, ok, f"{UDP_TEST_SIZE}-octet test message over UDP: {summary}",
-                            reason=reason, data={"size": len(msg), "framing": "datagram"},
-                            duration_ms=(time.perf_counter() - start) * 1000).id
+    summary = f"{UDP_TEST_SIZE}-octet test message over UDP: {summary}"
+    result = SyslogSendResult(transport="udp", sent=sent, delivered=ok, size=len(msg), framing="datagram",
+                              reason=reason, outcome=summary)
+    ev = ctx.evidence.add("syslog.sender.udp", endpoint.key, ok, summary, reason=reason,
+                          data=result.model_dump(mode="json", exclude_none=True, exclude={"evidence", "outcome"}),
+                          duration_ms=(time.perf_counter() - start) * 1000)
+    return result.model_copy(update={"evidence": [ev.id]})
 
 
-async def probe_product_collector(ctx: AuditContext, endpoint: Endpoint) -> list[str]:
-    """Send test audit messages to a product's collector endpoint; return the Evidence ids. Never raises."""
+def _transport(endpoint: Endpoint) -> Literal["tls", "udp"]:
+    return "udp" if endpoint.protocol == "udp" or endpoint.service == "syslog-udp" else "tls"
+
+
+async def probe_product_collector(ctx: AuditContext, endpoint: Endpoint) -> SyslogSendResult:
+    """Send a test audit message to a product's collector endpoint. Never raises.
+
+    The result belongs on the endpoint as ``Endpoint.syslog_send``; its ``evidence`` lists what was recorded.
+    """
+    transport = _transport(endpoint)
     if not ctx.config.scan.intrusive.syslog_test_messages:
-        ev = ctx.evidence.add("syslog.sender", endpoint.key, False,
-                              "test audit messages not sent (scan.intrusive.syslog_test_messages is false)",
-                              reason=Reason.NOT_PERMITTED)
-        return [ev.id]
+        why = "test audit messages not sent (scan.intrusive.syslog_test_messages is false)"
+        ev = ctx.evidence.add("syslog.sender", endpoint.key, False, why, reason=Reason.NOT_PERMITTED)
+        return SyslogSendResult(transport=transport, reason=Reason.NOT_PERMITTED, outcome=why, evidence=[ev.id])
     try:
-        if endpoint.protocol == "udp" or endpoint.service == "syslog-udp":
-            return [await _send_udp(ctx, endpoint)]
-        return [await _send_tls(ctx, endpoint)]
+        if transport == "udp":
+            return await _send_udp(ctx, endpoint)
+        return await _send_tls(ctx, endpoint)
     except Exception as exc:  # a probe never raises out to the runner
-        ev = ctx.evidence.add("syslog.sender", endpoint.key, False, f"internal error: {type(exc).__name__}",
-                              reason=Reason.INTERNAL_ERROR)
-        return [ev.id]
+        why = f"internal error: {type(exc).__name__}"
+        ev = ctx.evidence.add("syslog.sender", endpoint.key, False, why, reason=Reason.INTERNAL_ERROR)
+        return SyslogSendResult(transport=transport, reason=Reason.INTERNAL_ERROR, outcome=why, evidence=[ev.id])

@@ -1,6 +1,6 @@
 """PS3.15 A.5.3 per-event rules and A.6/A.7 format rules, applied from ``configs/audit_events.yaml``.
 
-The rules are data (architecture rule 7): each event entry cites its PS3.15 section, and every error
+The rules are data: each event entry cites its PS3.15 section, and every error
 produced here quotes that section so the report says which rule a message breaks.
 """
 

@@ -7,16 +7,26 @@ data leaves or enters the audited system.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal
 
-from pydicom._uid_dict import UID_dictionary
+from pydicom.uid import UID
 
 Service = Literal["verification", "storage", "query_retrieve", "worklist", "mpps", "storage_commitment", "other"]
 
 _UID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
-_BY_KEYWORD = {v[4]: k for k, v in UID_dictionary.items() if v[4]}
+
+
+@functools.cache
+def _by_keyword() -> dict[str, str]:
+    """pydicom keyword -> UID for every SOP class pynetdicom knows (public APIs of both; pydicom has
+    no public keyword -> UID lookup)."""
+    from pynetdicom import sop_class
+
+    uids = [str(v) for v in vars(sop_class).values() if isinstance(v, sop_class.SOPClass)]
+    return {kw: uid for uid in uids if (kw := UID(uid).keyword)}
 
 # PS3.4 Annex C (Q/R), K (MWL), F (MPPS), J (Storage Commitment) and B (Storage) UID families.
 _QR_PREFIXES = ("1.2.840.10008.5.1.4.1.2.",)
@@ -47,8 +57,9 @@ def service_of(uid: str) -> Service:
 
 
 def name_of(uid: str) -> str:
-    entry = UID_dictionary.get(uid)
-    return str(entry[4] or entry[0]) if entry else uid
+    """The pydicom keyword of a UID, else its name, else the UID itself."""
+    u = UID(uid)
+    return u.keyword or u.name
 
 
 def _pynetdicom_alias(name: str) -> str | None:
@@ -65,7 +76,7 @@ def resolve(names: list[str]) -> tuple[list[SopClass], list[str]]:
     unknown: list[str] = []
     seen: set[str] = set()
     for name in ["Verification", *names]:
-        uid = name if _UID.match(name) else _BY_KEYWORD.get(name) or _pynetdicom_alias(name)
+        uid = name if _UID.match(name) else _by_keyword().get(name) or _pynetdicom_alias(name)
         if uid is None:
             unknown.append(name)
             continue

@@ -1,7 +1,7 @@
 """Recognise the implementation behind an Implementation Class UID (PS3.7 D.3.3.2) from its UID root.
 
 The roots live in ``dcsaudit/data/implementation_uids.yaml``, each citing where it comes from, so they
-can be corrected without touching code (architecture rule 7).
+can be corrected without touching code.
 """
 
 from __future__ import annotations
