@@ -73,28 +73,37 @@ def _record(target: Target, name: str, cap: float, ended: EndedBy, seconds: floa
     return result.model_copy(update={"evidence": ev.id})
 
 
+async def _timed_end(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cap: float
+                     ) -> tuple[EndedBy, float | None, str]:
+    """How and after how long the peer ends a connection we keep silent: (ended by, seconds, error)."""
+    try:
+        start = time.monotonic()
+        ended = await _wait_for_peer_end(reader, writer, cap)
+        return ended, (round(time.monotonic() - start, 3) if ended != "none" else None), ""
+    except Exception as exc:
+        kind, error = classify_exception(exc)
+        return "error", None, f"{kind}: {error}"
+    finally:
+        await ul.close_quietly(writer)
+
+
 async def _measure_silent(target: Target, name: str, cap: float, opening: bytes | None) -> MeasuredTimeout:
     """ARTIM (nothing sent after connect) or the request timer (half an A-ASSOCIATE-RQ sent)."""
-    ended: EndedBy = "error"
-    seconds: float | None = None
-    error = ""
     async with target.ctx.limiter.slot(target.host):
-        writer: asyncio.StreamWriter | None = None
         try:
             reader, writer = await ul.open_stream(target.host, target.port, target.timeouts, target.ssl_ctx)
-            if opening:
-                writer.write(opening)
-                await writer.drain()
-            start = time.monotonic()
-            ended = await _wait_for_peer_end(reader, writer, cap)
-            if ended != "none":
-                seconds = round(time.monotonic() - start, 3)
         except Exception as exc:
             kind, error = classify_exception(exc)
-            error = f"{kind}: {error}"
-        finally:
-            if writer is not None:
+            return _record(target, name, cap, "error", None, f"{kind}: {error}")
+        if opening:
+            try:
+                writer.write(opening)
+                await writer.drain()
+            except Exception as exc:
                 await ul.close_quietly(writer)
+                kind, error = classify_exception(exc)
+                return _record(target, name, cap, "error", None, f"{kind}: {error}")
+        ended, seconds, error = await _timed_end(reader, writer, cap)
     return _record(target, name, cap, ended, seconds, error)
 
 
@@ -105,19 +114,7 @@ async def _measure_idle(target: Target, spec: Spec, cap: float) -> MeasuredTimeo
         why = "product busy" if attempt.busy else attempt.outcome
         return _record(target, "idle_association", cap, "error", None, f"no association to hold ({why})",
                        attempt.evidence)
-    ended: EndedBy = "error"
-    seconds: float | None = None
-    error = ""
-    try:
-        start = time.monotonic()
-        ended = await _wait_for_peer_end(held.reader, held.writer, cap)
-        if ended != "none":
-            seconds = round(time.monotonic() - start, 3)
-    except Exception as exc:
-        kind, error = classify_exception(exc)
-        error = f"{kind}: {error}"
-    finally:
-        await ul.close_quietly(held.writer)
+    ended, seconds, error = await _timed_end(held.reader, held.writer, cap)
     return _record(target, "idle_association", cap, ended, seconds, error, attempt.evidence)
 
 
