@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 
 from dcsaudit.checks import REGISTRY, AuditData
-
 from dcsaudit.models.audit import AuditMessage, AuditTrail, CollectorConnection, Correlation, MissingEvent
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)

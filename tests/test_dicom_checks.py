@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from dcsaudit.checks import REGISTRY, AuditData
 
+from dcsaudit.checks import REGISTRY, AuditData
 from dcsaudit.models.dicom import (
     ApplicationEntity,
     AssociationAttempt,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dcsaudit.checks import AuditData
-
 from dcsaudit.annex.dicom_tables import tables
+from dcsaudit.checks import AuditData
 from dcsaudit.models.core import Provenance
 from dcsaudit.models.dicom import (
     ApplicationEntity,
