@@ -121,3 +121,10 @@ def test_demo_annex_says_what_the_demo_product_does(demo_out: tuple[int, Path]) 
     assert idle["provenance"] == "verified" and "DEMO-PACS@127.0.0.1:" in idle["value"]
     by_id = {e["id"]: e for e in report["evidence"]}
     assert all(by_id[i]["probe"] == "dicom.timers" for i in idle["evidence"])
+
+
+def test_annex_md_shows_cell_notes_like_the_html(demo_out: tuple[int, Path]) -> None:
+    # A verified cell's note (here: the implementation recognised from the UID root) is in both renderings
+    _, out = demo_out
+    assert "recognised as pynetdicom" in (out / "annex.html").read_text()
+    assert "recognised as pynetdicom" in (out / "annex.md").read_text()
