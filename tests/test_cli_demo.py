@@ -128,3 +128,17 @@ def test_annex_md_shows_cell_notes_like_the_html(demo_out: tuple[int, Path]) -> 
     _, out = demo_out
     assert "recognised as pynetdicom" in (out / "annex.html").read_text()
     assert "recognised as pynetdicom" in (out / "annex.md").read_text()
+
+
+def test_n8_2_rows_in_the_standards_order(demo_out: tuple[int, Path]) -> None:
+    # PS3.2 2024d Table N.8-2: storage secure use, audit trail format, SYSLOG-TLS, SYSLOG-UDP, then the four
+    # User Identity profiles (B.4-B.7).
+    _, out = demo_out
+    report = json.loads((out / "report.json").read_text())
+    [n82] = [t for s in report["annex"]["sections"] for t in s["tables"] if t["id"] == "N.8-2"]
+    labels = [r[0]["value"] for r in n82["rows"]]
+    identity = ["Basic User Identity Association", "User Identity Plus Passcode Association",
+                "Kerberos Identity Negotiation Association", "Generic SAML Assertion Identity Negotiation Association"]
+    assert labels[-4:] == identity
+    audit = [x for x in labels if "Audit Trail" in x]
+    assert audit and all(labels.index(x) < labels.index(identity[0]) for x in audit)

@@ -38,11 +38,13 @@ SECTIONS: list[tuple[str, str, bool]] = [
 ]
 
 # Each area contributes its tables; the port inventory's are the builder's own.
+# Order matters where two areas share a table: N.8-2 lists the audit-trail profiles before the User
+# Identity ones (PS3.2 2024d Table N.8-2).
 SOURCES: list[tuple[str, TableSource]] = [
     ("port inventory", ports_tables.tables),
     ("TLS audit", tls_tables.tables),
-    ("DICOM association audit", dicom_tables.tables),
     ("audit-trail verification", audit_tables.tables),
+    ("DICOM association audit", dicom_tables.tables),
 ]
 
 
