@@ -117,7 +117,7 @@ def main() -> int:
         print(f"endpoints: {len(plist)} {dict(truth)}")
         print(f"dcsaudit identified: {dict(services)}")
         print("| measurement | median | min | max |\n|---|---|---|---|")
-        print(f"| dcsaudit inventory (nmap -sT), 50 ports | {statistics.median(inv):.2f} s | {min(inv):.2f} s | {max(inv):.2f} s |")
+        print(f"| dcsaudit inventory (nmap: SYN scan as root, else connect), 50 ports | {statistics.median(inv):.2f} s | {min(inv):.2f} s | {max(inv):.2f} s |")
         print(f"| dcsaudit inventory + identification, 50 ports | {statistics.median(total):.2f} s | {min(total):.2f} s | {max(total):.2f} s |")
         print(f"| dcsaudit inventory + identification, {len(answering)} answering ports | {statistics.median(fast):.2f} s | {min(fast):.2f} s | {max(fast):.2f} s |")
         if not args.skip_nmap_sv and shutil.which("nmap"):
