@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from dcsaudit.dicom_verdicts import classify_identity
 from dcsaudit.models.dicom import AssociationAttempt, Credentials, RejectTriple
+from dcsaudit.rules.association_answers import classify_identity
 
 ANSWERS = ("accepted_0x59", "accepted", "rejected_permanent", "rejected_transient", "aborted")
 

@@ -17,7 +17,7 @@ Per AE, in this order (one association each unless said otherwise):
 A host gets at most ``scan.dicom.associations_per_host`` associations from the audit at a time
 (default 1: modalities often allow one or two). A transient answer is retried on a fresh connection
 (:func:`dcsaudit.probes.dicom_client.run_attempt`); what the answers prove is decided in
-:mod:`dcsaudit.dicom_verdicts`.
+:mod:`dcsaudit.rules.association_answers`.
 
 Typically 8 associations for an acceptor that takes any title, up to ~20 with title checks, identity
 types and valid credentials; against a local pynetdicom or DCMTK SCP the non-intrusive part takes
@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from dcsaudit import budgets, dicom_verdicts
+from dcsaudit import budgets
 from dcsaudit.config import ApplicationEntityConfig, ConfigError, DeploymentConfig
 from dcsaudit.context import AuditContext
 from dcsaudit.models.core import Reason
@@ -50,6 +50,7 @@ from dcsaudit.models.dicom import (
 from dcsaudit.models.endpoint import Endpoint
 from dcsaudit.probes import dicom_params, dicom_ul, user_identity
 from dcsaudit.probes.dicom_client import Spec, Target, run_attempt
+from dcsaudit.rules import association_answers
 from dcsaudit.rules.implementations import recognise
 from dcsaudit.rules.services import DICOM_SERVICES
 from dcsaudit.rules.sop_classes import SopClass, resolve, service_of
@@ -178,8 +179,8 @@ async def _ordinary(ctx: AuditContext, t: _AeTarget) -> tuple[ApplicationEntity,
     # AE title policy (PS3.8 §9.3.4).
     any_called, _ = await run_attempt(target, spec("any_called_ae", called=random_ae(), uid=auth))
     any_calling, _ = await run_attempt(target, spec("any_calling_ae", calling_ae=random_ae(), uid=auth))
-    accepts_called = dicom_verdicts.title_policy(reference, any_called, 7)
-    accepts_calling = dicom_verdicts.title_policy(reference, any_calling, 3)
+    accepts_called = association_answers.title_policy(reference, any_called, 7)
+    accepts_calling = association_answers.title_policy(reference, any_calling, 3)
     default_called: list[str] = []
     default_calling: list[str] = []
     if accepts_called is False:
@@ -196,7 +197,7 @@ async def _ordinary(ctx: AuditContext, t: _AeTarget) -> tuple[ApplicationEntity,
                     default_calling.append(title)
 
     # User Identity Negotiation: per type, invalid then (configured) valid credentials.
-    uid_result = dicom_verdicts.classify_identity(None, {}, {}, ["user identity not probed"])
+    uid_result = association_answers.classify_identity(None, {}, {}, ["user identity not probed"])
     if cfg.dicom.user_identity:
         invalid: dict[int, AssociationAttempt] = {}
         not_tested: dict[int, str] = {}
@@ -209,7 +210,7 @@ async def _ordinary(ctx: AuditContext, t: _AeTarget) -> tuple[ApplicationEntity,
         valid_attempts: dict[int, AssociationAttempt] = {}
         for v in valid:
             valid_attempts[v.identity_type], _ = await run_attempt(target, spec("user_identity", uid=v.rq))
-        uid_result = dicom_verdicts.classify_identity(baseline, invalid, valid_attempts, list(uid_notes), not_tested)
+        uid_result = association_answers.classify_identity(baseline, invalid, valid_attempts, list(uid_notes), not_tested)
 
     accepted = reference.outcome == "accepted"
     contexts: list[PresentationContextResult] = reference.contexts if accepted else []
@@ -217,7 +218,7 @@ async def _ordinary(ctx: AuditContext, t: _AeTarget) -> tuple[ApplicationEntity,
                  and service_of(c.abstract_syntax) in ("query_retrieve", "worklist")]
     ae = _finish(
         base, target, start,
-        verification=dicom_verdicts.verification(reference),
+        verification=association_answers.verification(reference),
         accepts_any_called_ae=accepts_called,
         accepts_any_calling_ae=accepts_calling,
         implementation_class_uid=reference.implementation_class_uid,

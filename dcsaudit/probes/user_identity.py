@@ -3,7 +3,7 @@
 Method: a baseline without identity, then types 1–5 with positive-response-requested and *invalid*
 credentials (random user, random passcode, bogus Kerberos ticket, bogus SAML assertion, unsigned
 JWT), then — when the config gives them — valid credentials. What the answers prove is decided in
-:mod:`dcsaudit.dicom_verdicts` (per type: no identity vs invalid vs valid credentials).
+:mod:`dcsaudit.rules.association_answers` (per type: no identity vs invalid vs valid credentials).
 
 A type 2 passcode is sent without TLS only when ``scan.intrusive.passcode_over_plaintext`` allows it.
 Secrets are resolved only here, never logged, never stored.
