@@ -24,7 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -69,10 +69,6 @@ def audit_once(port: int, ae_title: str) -> tuple[float, int, int]:
     return elapsed, ae.associations_used, getattr(ae, "busy_retries", 0)
 
 
-def rounds(n: int) -> Iterator[int]:
-    yield from range(n)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -81,7 +77,7 @@ def main() -> None:
         table = peers(Path(tmp))
         times: dict[str, list[float]] = {k: [] for k in table}
         assocs: dict[str, tuple[int, int]] = {}
-        for _ in rounds(args.rounds):
+        for _ in range(args.rounds):
             for name, (title, start) in table.items():  # interleaved: each round visits every peer
                 with start() as port:
                     elapsed, used, retries = audit_once(port, title)

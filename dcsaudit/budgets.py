@@ -49,7 +49,8 @@ def dicom_stage_seconds(cfg: DeploymentConfig, aes_per_host: list[int]) -> float
     return max((dicom_host_seconds(cfg, n) for n in aes_per_host), default=0.0) + MARGIN_SECONDS
 
 
-def _per_host(hosts: list[str]) -> list[int]:
+def per_host_counts(hosts: list[str]) -> list[int]:
+    """How many items each distinct host has, in first-seen order."""
     return [hosts.count(h) for h in dict.fromkeys(hosts)]
 
 
@@ -64,7 +65,7 @@ def identification_seconds(cfg: DeploymentConfig, open_hosts: list[str]) -> floa
     """Up to three connections an endpoint, one after another at worst, ``per_host`` connections at once."""
     t, per_host = cfg.scan.timeouts, cfg.scan.concurrency.per_host
     per_endpoint = 3 * (t.connect + t.tls_handshake + t.read) + 1.0
-    waves = max((math.ceil(3 * n / per_host) for n in _per_host(open_hosts)), default=0)
+    waves = max((math.ceil(3 * n / per_host) for n in per_host_counts(open_hosts)), default=0)
     return waves * per_endpoint + MARGIN_SECONDS
 
 
@@ -75,7 +76,7 @@ def tls_endpoint_seconds(cfg: DeploymentConfig) -> float:
 def tls_stage_seconds(cfg: DeploymentConfig, tls_hosts: list[str]) -> float:
     """Endpoints of a host share its connection bound, ``connections_per_endpoint`` each."""
     per_host, each = cfg.scan.concurrency.per_host, cfg.scan.tls.connections_per_endpoint
-    waves = max((math.ceil(n * each / per_host) for n in _per_host(tls_hosts)), default=0)
+    waves = max((math.ceil(n * each / per_host) for n in per_host_counts(tls_hosts)), default=0)
     return waves * tls_endpoint_seconds(cfg) + MARGIN_SECONDS
 
 

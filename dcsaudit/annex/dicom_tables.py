@@ -80,7 +80,12 @@ def _max_associations(a: ApplicationEntity) -> tuple[str, list[str]] | None:
             a.max_associations_evidence)
 
 
-def _intrusive_note(data: AuditData, aes: list[ApplicationEntity], what: str, notes: list[str] | None = None) -> str:
+def _max_associations_notes(aes: list[ApplicationEntity]) -> list[str]:
+    """Why the maximum number of associations is undetermined, per AE."""
+    return [f"{_where(a)}: {a.max_associations_note}" for a in aes if a.max_associations_note]
+
+
+def _intrusive_note(aes: list[ApplicationEntity], what: str, notes: list[str] | None = None) -> str:
     if not aes:
         return "no DICOM AE audited"
     if notes:
@@ -95,7 +100,7 @@ def n61(data: AuditData) -> AnnexTable:
     idle, idle_ev = _per_ae(aes, _timer("idle_association"), name_each=True)
     artim, artim_ev = _per_ae(aes, _timer("artim"), name_each=True)
     request, req_ev = _per_ae(aes, _timer("association_request"), name_each=True)
-    max_notes = [f"{_where(a)}: {a.max_associations_note}" for a in aes if a.max_associations_note]
+    max_notes = _max_associations_notes(aes)
     requestor = "a requestor-side timer: dcsaudit sees the product as acceptor (dcsaudit listen does not time it)"
     rows = [
         [cells.label("General Parameters"), cells.label(""), cells.label(""), cells.label("")],
@@ -110,17 +115,17 @@ def n61(data: AuditData) -> AnnexTable:
         [cells.label("DICOM Services Parameters"), cells.label(""), cells.label(""), cells.label("")],
         _config_row(data, t, "Maximum number of simultaneous Associations accepted", max_assoc, max_ev,
                     "opened until the first (2, 3, x) refusal or the configured cap, counted twice" if max_assoc else "",
-                    note=_intrusive_note(data, aes, "maximum associations", max_notes), observable=True),
+                    note=_intrusive_note(aes, "maximum associations", max_notes), observable=True),
         [cells.label("Other parameters"), cells.label(""), cells.label(""), cells.label("")],
         _config_row(data, t, "ARTIM timeout (no A-ASSOCIATE-RQ after TCP connect)", artim, artim_ev,
-                    "PS3.8 §9.1.5; measured" if artim else "", note=_intrusive_note(data, aes, "ARTIM"),
+                    "PS3.8 §9.1.5; measured" if artim else "", note=_intrusive_note(aes, "ARTIM"),
                     observable=True),
         _config_row(data, t, "Timeout for an incomplete A-ASSOCIATE-RQ", request, req_ev,
-                    "measured with half a PDU" if request else "", note=_intrusive_note(data, aes, "request timer"),
+                    "measured with half a PDU" if request else "", note=_intrusive_note(aes, "request timer"),
                     observable=True),
         _config_row(data, t, "Idle association timeout (acceptor ends an association without activity)", idle,
                     idle_ev, "measured on an accepted, silent association" if idle else "",
-                    note=_intrusive_note(data, aes, "idle timer"), observable=True),
+                    note=_intrusive_note(aes, "idle timer"), observable=True),
     ]
     return AnnexTable(id=t, title="General Configuration Parameters", columns=CONFIG_COLS, rows=rows)
 
@@ -146,7 +151,7 @@ def n71(data: AuditData) -> AnnexTable:
     artim, artim_ev = _per_ae(aes, _timer("artim"), name_each=True)
     acc, acc_ev = _per_ae(aes, _max_associations, name_each=len(aes) > 1)
     impl = _per_ae(aes, _reference(lambda a: a.implementation))[0]
-    max_notes = [f"{_where(a)}: {a.max_associations_note}" for a in aes if a.max_associations_note]
+    max_notes = _max_associations_notes(aes)
 
     def row(name: str, observed: str | None, ev: list[str], note: str = "not verifiable from the network",
             comment: str = "", observable: bool = False) -> list[Cell]:
@@ -161,11 +166,11 @@ def n71(data: AuditData) -> AnnexTable:
         row("Implementation Class UID", uid, uid_ev, comment=f"recognised as {impl}" if impl else ""),
         row("Implementation Version Name", ver, ver_ev),
         row("Maximum PDU Length", pdu, pdu_ev, comment="as announced in A-ASSOCIATE-AC" if pdu else ""),
-        row("ARTIM Timeout", artim, artim_ev, _intrusive_note(data, aes, "ARTIM"), observable=True),
+        row("ARTIM Timeout", artim, artim_ev, _intrusive_note(aes, "ARTIM"), observable=True),
         row("Maximum number of simultaneous Associations as Association Initiator", None, [],
             "the number of associations a product opens is not observable"),
         row("Maximum number of simultaneous Associations as Association Acceptor", acc, acc_ev,
-            _intrusive_note(data, aes, "maximum associations", max_notes), observable=True),
+            _intrusive_note(aes, "maximum associations", max_notes), observable=True),
         row("Maximum number of outstanding asynchronous Transactions", None, [],
             "not probed: dcsaudit does not propose Asynchronous Operations Window", observable=True),
     ]

@@ -145,10 +145,6 @@ class AssociationAttempt(Model):
             or self.outcome == "aborted"
 
     @property
-    def decisive_accept(self) -> bool:
-        return self.outcome == "accepted"
-
-    @property
     def title_reject(self) -> bool:
         """Rejected by the service user for an AE title (PS3.8 §9.3.4: reasons 3 and 7)."""
         return self.outcome == "rejected" and self.reject is not None and self.reject.source == 1 \

@@ -113,9 +113,9 @@ class _Held:
     # counts copies of it
 
 
-def _finish(ae: ApplicationEntity, target: Target | None, start: float, **update: object) -> ApplicationEntity:
+def _finish(ae: ApplicationEntity, target: Target, start: float, **update: object) -> ApplicationEntity:
     """The AE with its attempts, evidence, retry count and duration brought up to date."""
-    attempts = target.attempts if target is not None else ae.attempts
+    attempts = target.attempts
     ev = list(dict.fromkeys([*ae.evidence, *(e for a in attempts for e in (*a.retry_evidence, a.evidence) if e)]))
     return ae.model_copy(update={
         "attempts": list(attempts), "associations_used": sum(1 + a.retries for a in attempts),
@@ -375,7 +375,7 @@ def aes_per_host(cfg: DeploymentConfig, endpoints: list[Endpoint]) -> list[int]:
         hosts = [t.host for t in _targets(cfg, endpoints)]
     except Exception:
         return []
-    return [hosts.count(h) for h in dict.fromkeys(hosts)]
+    return budgets.per_host_counts(hosts)
 
 
 async def audit_application_entities(ctx: AuditContext, endpoints: list[Endpoint],

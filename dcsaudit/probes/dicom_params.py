@@ -90,19 +90,17 @@ async def _timed_end(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
 async def _measure_silent(target: Target, name: str, cap: float, opening: bytes | None) -> MeasuredTimeout:
     """ARTIM (nothing sent after connect) or the request timer (half an A-ASSOCIATE-RQ sent)."""
     async with target.ctx.limiter.slot(target.host):
+        writer: asyncio.StreamWriter | None = None
         try:
             reader, writer = await ul.open_stream(target.host, target.port, target.timeouts, target.ssl_ctx)
-        except Exception as exc:
-            kind, error = classify_exception(exc)
-            return _record(target, name, cap, "error", None, f"{kind}: {error}")
-        if opening:
-            try:
+            if opening:
                 writer.write(opening)
                 await writer.drain()
-            except Exception as exc:
+        except Exception as exc:
+            if writer is not None:
                 await ul.close_quietly(writer)
-                kind, error = classify_exception(exc)
-                return _record(target, name, cap, "error", None, f"{kind}: {error}")
+            kind, error = classify_exception(exc)
+            return _record(target, name, cap, "error", None, f"{kind}: {error}")
         ended, seconds, error = await _timed_end(reader, writer, cap)
     return _record(target, name, cap, ended, seconds, error)
 
