@@ -193,8 +193,9 @@ def demo_config(product: DemoProduct, pki: dict[str, Path], collector_tls_port: 
             "user_identity": {"username": DEMO_USER, "passcode": {"file": str(product.passcode_file)}},
         },
         "declared": {
-            "N.6-1": {"Maximum number of simultaneous Associations accepted": "8"},
-            "N.8-3": {"BCP 195 RFC 8996 TLS Secure Transport Connection Profile": "Y"},
+            "N.6-1": {"Maximum number of simultaneous Associations accepted": "8",
+                      "Maximum number of simultaneous Associations accepted | Configurable": "SERVICE"},
+            "N.8-3": {"BCP 195 RFC 8996 TLS Secure Transport Connection Profile | Receiver": "Y"},
         },
         "scan": {
             "timeouts": {"connect": 2, "read": 2, "tls_handshake": 3, "dicom": 5, "endpoint": 90},

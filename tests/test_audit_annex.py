@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from dcsaudit.annex.audit_tables import tables
+from dcsaudit.annex.builder import build_annex
 from dcsaudit.checks import AuditData
 from dcsaudit.models.audit import AuditMessage, AuditTrail, Correlation, MissingEvent, SyslogSendResult
 from dcsaudit.models.core import Provenance
@@ -46,8 +47,10 @@ def test_tables_from_observed_trail() -> None:
     ids = [(s, t.id) for s, t in out]
     assert ids == [("N.6.6", "N.6-18"), ("N.6.6", "N.6-19"), ("N.8.4.1", "N.8-2"), ("N.11.2.2", "N.11-2"),
                    ("N.11.2.2", "N.11-3")]
-    tabs = {t.id: t.rows for _, t in out}
-    cols = {t.id: t.columns for _, t in out}
+    # (declarations are reconciled by the builder, over the whole annex)
+    built = [t for s in build_annex(data).sections for t in s.tables]
+    tabs = {t.id: t.rows for t in built}
+    cols = {t.id: t.columns for t in built}
     assert cols["N.11-2"] == ["Audit Message", "Used", "Supported Triggers", "Configurable Triggers",
                               "Configurable Message", "Comments"]
     # Then N.11-2 shows what was used, contradicting a wrong declaration, with evidence
@@ -56,7 +59,8 @@ def test_tables_from_observed_trail() -> None:
     q = next(r for r in tabs["N.11-2"] if r[0].value == "Query")
     assert q[1].value == "Y" and "query (x1)" in q[2].value and q[3].provenance is Provenance.DECLARED
     ua = _cell(tabs, "N.11-2", "User Authentication", 1)
-    assert ua.value == "N" and ua.evidence == ["ev-0004"]  # type: ignore[attr-defined]
+    # "N" rests on the trigger and on the control: other messages from the product did arrive
+    assert ua.value == "N" and ua.evidence == ["ev-0004", "ev-0010", "ev-0011"]  # type: ignore[attr-defined]
     # and N.8-2 says the product sends over TLS and UDP; N.6-18 the largest size
     fmt = _cell(tabs, "N.8-2", "Audit Trail Message Format", 1)
     assert fmt.value == "Y"  # type: ignore[attr-defined]
@@ -71,9 +75,11 @@ def test_tables_from_observed_trail() -> None:
 def test_tables_without_collector() -> None:
     # Given no collector and no syslog endpoint
     out = dict((t.id, t) for _, t in tables(AuditData(endpoints=[], evidence=[])))
-    # Then nothing is invented: N.6-19 and N.11-3 are empty with a reason; N.11-2 cells are not verifiable
+    # Then nothing is invented: N.6-19 and N.11-3 are empty with a reason; "Used" of N.11-2 is observable
+    # but not observed (∅) because no collector ran, never a "N"
     assert out["N.6-19"].empty_reason and out["N.11-3"].empty_reason
-    assert all(r[1].provenance is Provenance.NOT_VERIFIABLE for r in out["N.11-2"].rows)
+    assert all(r[1].provenance is Provenance.NOT_OBSERVED and r[1].note == "no audit-trail collector ran"
+               for r in out["N.11-2"].rows)
 
 
 def test_collector_table_from_product_endpoints() -> None:

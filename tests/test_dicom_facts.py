@@ -23,6 +23,7 @@ from dcsaudit.models.dicom import ApplicationEntity, AssociationAttempt
 from dcsaudit.models.report import Report
 from dcsaudit.policy import load_policy
 from dcsaudit.runner import run_audit
+from tests.annex_invariants import assert_annex_honest
 from tests.peers.common import LOOPBACK
 from tests.peers.dicom_peers import orthanc, pynetdicom_scp, storescp
 
@@ -39,7 +40,10 @@ def scan(port: int, ae_title: str, *, scan_opts: dict[str, Any] | None = None,
         "application_entities": [{"ae_title": ae_title, "host": LOOPBACK, "port": port}],
         "scan": scan_cfg, "credentials": credentials or {},
     })
-    return asyncio.run(run_audit(cfg, load_policy("report-only")))
+    report = asyncio.run(run_audit(cfg, load_policy("report-only")))
+    # Every report of these acceptors also keeps the annex rules (marks, evidence that fits the cell).
+    assert_annex_honest(report)
+    return report
 
 
 def the_ae(report: Report) -> ApplicationEntity:

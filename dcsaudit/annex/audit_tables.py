@@ -43,11 +43,13 @@ _ROLE_NAMES = {"110150": "Application", "110151": "Application Launcher", "11015
 
 def _col(declared: dict[str, dict[str, str]], table: str, row: str, column: str,
          observed: str | None = None, evidence: list[str] | None = None,
-         note: str = "not verifiable from the network") -> Cell:
-    return cells.reconcile(declared, table, f"{row} | {column}", observed, evidence or [], unobservable_note=note)
+         note: str = "not verifiable from the network", observable: bool = False) -> Cell:
+    return cells.reconcile(declared, table, f"{row} | {column}", observed, evidence or [], unobservable_note=note,
+                           observable=observable)
 
 
-def _ev(msgs: list[AuditMessage], n: int = 10) -> list[str]:
+def _ev(msgs: list[AuditMessage], n: int | None = None) -> list[str]:
+    """The evidence of the messages a value was derived from (all of them unless ``n`` says otherwise)."""
     return [m.evidence for m in msgs if m.evidence][:n]
 
 
@@ -69,7 +71,7 @@ def _originator_table(data: AuditData) -> AnnexTable:
     udp = [m for m in msgs if m.transport == "udp"]
     tls = [m for m in msgs if m.transport == "tls"]
     versions = sorted({c.tls_version for c in (trail.connections if trail else []) if c.tls_version})
-    conn_ev = [c.evidence for c in (trail.connections if trail else []) if c.evidence][:10]
+    conn_ev = [c.evidence for c in (trail.connections if trail else []) if c.evidence]
     nothing = "no audit message received (collector not run or product not pointed at it)"
 
     def comment(observed: str | None, ev: list[str]) -> Cell:
@@ -113,7 +115,7 @@ def _collector_table(data: AuditData) -> AnnexTable:
         if not eps:
             return cells.not_observed(f"no {what} syslog endpoint found")
         return cells.verified(", ".join(f"{e.host}:{e.port}/{e.protocol}" for e in eps),
-                              [x for e in eps for x in e.evidence][:10])
+                              [x for e in eps for x in e.evidence])
 
     rows: list[list[Cell]] = []
     rows.append([cells.label("Local Listening Port Number"), _col(d, t, "Local Listening Port Number", "Configurable"),
@@ -124,12 +126,12 @@ def _collector_table(data: AuditData) -> AnnexTable:
     hosts = sorted({e.host for e in udp_eps + tls_eps})
     rows.append([cells.label("Local Host Name/IP"), _col(d, t, "Local Host Name/IP", "Configurable"),
                  cells.reconcile(d, t, "Local Host Name/IP", None),
-                 cells.verified(", ".join(hosts), [x for e in udp_eps + tls_eps for x in e.evidence][:10])
+                 cells.verified(", ".join(hosts), [x for e in udp_eps + tls_eps for x in e.evidence])
                  if hosts else cells.not_observed()])
     rows.append([cells.label("UDP Protocol"), _col(d, t, "UDP Protocol", "Configurable"),
                  cells.reconcile(d, t, "UDP Protocol", None),
                  cells.verified("UDP syslog port open" + ("; test message sent" if sent_udp else ""),
-                                [x for e in udp_eps for x in e.evidence][:5] + [x for r in sent_udp for x in r.evidence])
+                                [x for e in udp_eps for x in e.evidence] + [x for r in sent_udp for x in r.evidence])
                  if udp_eps else cells.not_observed("no UDP syslog port found")])
     versions: set[str] = set()
     client_cert: set[str] = set()
@@ -145,8 +147,8 @@ def _collector_table(data: AuditData) -> AnnexTable:
             tls_txt += f"; client certificate {'/'.join(sorted(client_cert - {'unknown'}))}"
     rows.append([cells.label("TLS Protocol"), _col(d, t, "TLS Protocol", "Configurable"),
                  cells.reconcile(d, t, "TLS Protocol", "TLS" if tls_eps else None,
-                                 [x for e in tls_eps for x in e.evidence][:5]),
-                 cells.verified(tls_txt, [x for e in tls_eps for x in e.evidence][:5] + [x for r in sent_tls for x in r.evidence])
+                                 [x for e in tls_eps for x in e.evidence]),
+                 cells.verified(tls_txt, [x for e in tls_eps for x in e.evidence] + [x for r in sent_tls for x in r.evidence])
                  if tls_txt else cells.not_observed("no TLS syslog port found")])
     accepted = [r for r in sent_tls if r.accepted]
     size_cell = (cells.verified(f"accepted a {accepted[0].size}-octet message over TLS",
@@ -169,7 +171,7 @@ def _n82_rows(data: AuditData) -> AnnexTable:
 
     def sender(row: str, got: list[AuditMessage], good: list[AuditMessage]) -> Cell:
         if not got:
-            return _col(d, t, row, "Creator/Sender",
+            return _col(d, t, row, "Creator/Sender", observable=True,
                         note="no audit message received" if trail else "no audit-trail collector ran")
         obs = "Y" if good else "N"
         c = _col(d, t, row, "Creator/Sender", obs, _ev(good or got))
@@ -182,8 +184,9 @@ def _n82_rows(data: AuditData) -> AnnexTable:
 
     def receiver(row: str, eps: list[Endpoint]) -> Cell:
         if eps:
-            return _col(d, t, row, "Consumer/Receiver", "Y", [x for e in eps for x in e.evidence][:5])
-        return _col(d, t, row, "Consumer/Receiver", note="no such collector port found on the product")
+            return _col(d, t, row, "Consumer/Receiver", "Y", [x for e in eps for x in e.evidence])
+        return _col(d, t, row, "Consumer/Receiver", observable=True,
+                    note="no syslog collector port of this transport among the audited ports")
 
     fmt = "Audit Trail Message Format"
     rtls = "Audit Trail Message Transmission Profile - SYSLOG-TLS"
@@ -221,25 +224,33 @@ def _n112(data: AuditData) -> AnnexTable:
         got = by_event.get(code, [])
         if got:
             used = cells.reconcile(d, t, label, "Y", _ev(got))
+        elif trail is not None and code in _expected_codes(trail) and trail.messages:
+            # A trigger that should have produced this event ran and nothing came, while the channel
+            # worked (the collector received other messages from the product): evidence for "N". The
+            # cell cites the triggering actions and the control messages.
+            ev = [m.action_evidence for m in trail.missing_events if code in m.expected_events]
+            used = cells.reconcile(d, t, label, "N", ev + _ev(trail.messages, 3)).model_copy(
+                update={"note": "the scan caused a trigger for this message and none arrived, while other "
+                                "messages from the product did"})
         elif trail is not None and code in _expected_codes(trail):
-            # A trigger that should have produced this event ran and nothing came: evidence for "N".
-            ev = [m.action_evidence for m in trail.missing_events if code in m.expected_events][:10]
-            used = cells.reconcile(d, t, label, "N", ev).model_copy(
-                update={"note": "the scan caused a trigger for this message and none arrived"})
+            used = cells.reconcile(d, t, label, None, observable=True,
+                                   unobservable_note="the scan caused a trigger, but the collector received no "
+                                                     "message at all: a missing message proves nothing")
         else:
-            used = cells.reconcile(d, t, label, None,
-                                   unobservable_note="no trigger for this message in this audit")
+            used = cells.reconcile(d, t, label, None, observable=True,
+                                   unobservable_note="no trigger for this message in this audit"
+                                   if trail is not None else "no audit-trail collector ran")
         trig = triggers.get(code, {})
         if trig:
             txt = "; ".join(f"{name} (x{len(evs)})" for name, evs in sorted(trig.items()))
             unmatched = len(got) - sum(len(v) for v in trig.values())
             if unmatched > 0:
                 txt += f"; {unmatched} without a scan trigger"
-            sup = _col(d, t, label, "Supported Triggers", txt, [e for v in trig.values() for e in v][:10])
+            sup = _col(d, t, label, "Supported Triggers", txt, [e for v in trig.values() for e in v])
         elif got:
-            sup = _col(d, t, label, "Supported Triggers", "observed, trigger not attributed", _ev(got, 5))
+            sup = _col(d, t, label, "Supported Triggers", "observed, trigger not attributed", _ev(got))
         else:
-            sup = _col(d, t, label, "Supported Triggers", note="no trigger observed")
+            sup = _col(d, t, label, "Supported Triggers", note="no trigger observed", observable=True)
         comment = None
         if got:
             valid = sum(1 for m in got if m.valid)
@@ -251,7 +262,8 @@ def _n112(data: AuditData) -> AnnexTable:
             cells.label(label), used, sup,
             _col(d, t, label, "Configurable Triggers"),
             _col(d, t, label, "Configurable Message"),
-            cells.verified(comment, _ev(got, 5)) if comment else _col(d, t, label, "Comments", note=""),
+            cells.verified(comment, _ev(got)) if comment
+            else _col(d, t, label, "Comments", note="no message of this kind received", observable=True),
         ])
     return AnnexTable(id=t, title="DICOM Specific Audit Messages",
                       columns=["Audit Message", "Used", "Supported Triggers", "Configurable Triggers",
@@ -293,7 +305,7 @@ def _n113(data: AuditData) -> AnnexTable:
         if not got:
             continue
         name = str(events.get(code, {}).get("name", f"Event {code}"))
-        ev = _ev(got, 5)
+        ev = _ev(got)
         rows.append([cells.label(f"{name} Message"), cells.label(""), cells.label(""), cells.label("")])
         rows.append([cells.label("Event"), cells.label("EventID"), cells.verified("Y", ev),
                      cells.verified(f'EV ({code}, DCM, "{name}")', ev)])
@@ -303,17 +315,23 @@ def _n113(data: AuditData) -> AnnexTable:
             "EventOutcomeIndicator": sorted({m.event_outcome for m in got if m.event_outcome}),
         }
         entities: dict[str, list[str]] = {}
+        carriers: dict[tuple[str, str], list[AuditMessage]] = defaultdict(list)  # the messages that sent a field
         for m in got:
             for ent, fields in m.fields.items():
                 seen = entities.setdefault(ent, [])
                 seen.extend(f for f in fields if f not in seen)
+                for f in fields:
+                    carriers[(ent, f)].append(m)
         for ent in sorted(entities, key=lambda e: (e != "Event", e.startswith("AuditSource"), e)):
             for f in entities[ent]:
                 if ent == "Event" and f == "EventID":
                     continue
                 vals = values.get(f) if ent == "Event" else None
-                rows.append([cells.label(_entity_label(ent)), cells.label(f), cells.verified("Y", ev),
-                             cells.verified(", ".join(vals), ev) if vals else cells.not_verifiable("")])
+                fev = _ev(carriers[(ent, f)])
+                rows.append([cells.label(_entity_label(ent)), cells.label(f), cells.verified("Y", fev),
+                             cells.verified(", ".join(vals), fev) if vals
+                             else cells.not_verifiable("the constraints the product applies to this field are not "
+                                                       "visible in the messages received")])
     return AnnexTable(id=N113, title=title, columns=cols, rows=rows,
                       notes=["Fields seen in the messages received during this audit; a field never sent "
                              "may still be supported."])

@@ -28,7 +28,8 @@ def tables(data: AuditData) -> list[tuple[str, AnnexTable]]:
     closed = len(data.endpoints) - len(listed)
     table = AnnexTable(
         id="N.8.3",
-        title="Observed TCP/UDP Ports",
+        numbered=False,
+        title="TCP and UDP ports observed (firewall configuration)",
         columns=columns,
         rows=rows,
         empty_reason="" if rows else "no open or filtered port was found on the audited hosts",

@@ -14,7 +14,8 @@ from typing import Literal
 
 from pydicom.uid import UID
 
-Service = Literal["verification", "storage", "query_retrieve", "worklist", "mpps", "storage_commitment", "other"]
+Service = Literal["verification", "storage", "query_retrieve", "worklist", "mpps", "ups", "ian",
+                  "storage_commitment", "other"]
 
 _UID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 
@@ -28,9 +29,12 @@ def _by_keyword() -> dict[str, str]:
     uids = [str(v) for v in vars(sop_class).values() if isinstance(v, sop_class.SOPClass)]
     return {kw: uid for uid in uids if (kw := UID(uid).keyword)}
 
-# PS3.4 Annex C (Q/R), K (MWL), F (MPPS), J (Storage Commitment) and B (Storage) UID families.
+# PS3.4 Annex C (Q/R), K (MWL), F (MPPS), CC (UPS), R (IAN), J (Storage Commitment) and B (Storage) UID
+# families (PS3.6 Annex A). UPS: Push/Watch/Pull/Event/Query (34.6.1-5) and the retired trial classes (34.4.x).
 _QR_PREFIXES = ("1.2.840.10008.5.1.4.1.2.",)
 _WORKLIST = {"1.2.840.10008.5.1.4.31"}
+_UPS_PREFIXES = ("1.2.840.10008.5.1.4.34.6.", "1.2.840.10008.5.1.4.34.4.")
+_IAN = {"1.2.840.10008.5.1.4.33"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,10 @@ def service_of(uid: str) -> Service:
         return "worklist"
     if uid == "1.2.840.10008.3.1.2.3.3":
         return "mpps"
+    if uid.startswith(_UPS_PREFIXES):
+        return "ups"
+    if uid in _IAN:
+        return "ian"
     if uid == "1.2.840.10008.1.20.1":
         return "storage_commitment"
     if uid.startswith("1.2.840.10008.5.1.4.1.1."):
