@@ -2,6 +2,11 @@
 
 Run: ``.venv/bin/python -m benchmarks.tls_bench [--runs 3] [--testssl 3]`` from the repo root. Not a
 timed test: it prints medians and rewrites docs/benchmarks-tls.md. Traffic goes to 127.0.0.1 only.
+
+Before/after a change: ``.venv/bin/python benchmarks/tls_bench.py --compare /tmp/wt-before [--runs 5]``
+audits each of the 20 endpoints alone, alternating the code of the other checkout (a ``git worktree``
+of the base commit) and of this one run after run, each in a fresh process with fresh peers, and prints
+per-endpoint medians as a Markdown table (``--worker DIR`` is one such process).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.peers, when run as a script
+if "--worker" in sys.argv:  # audit with the dcsaudit of another checkout (the "before" of --compare)
+    sys.path.insert(0, sys.argv[sys.argv.index("--worker") + 1])
 
 from dcsaudit.config import parse_config
 from dcsaudit.context import AuditContext
@@ -89,13 +96,74 @@ def _fmt(v: float, limit: float) -> str:
     return f"> {limit:.0f} s (cut)" if v == float("inf") else f"{v:.2f} s"
 
 
+def worker(vulnerabilities: bool) -> int:
+    """One process of --compare: fresh peers, each endpoint audited alone; prints {name: seconds} as JSON."""
+    import json
+
+    import dcsaudit
+    from tests.peers.common import TestPKI
+
+    pki = RsaPKI(Path(tempfile.mkdtemp(prefix="tlsbench-")))
+    ec = TestPKI(Path(tempfile.mkdtemp(prefix="tlsbench-ec-")))
+    opts = TlsAuditOptions(vulnerabilities=vulnerabilities)
+    out: dict[str, float] = {}
+    handshakes: dict[str, int] = {}
+    with ExitStack() as stack:
+        peers = start_peers(stack, pki)
+        # Issue 11: an ECDSA P-256 server whose TLS 1.2 groups need the certificate's curve offered.
+        peers.append(("openssl ECDSA P-256, X25519:P-256 serverpref", stack.enter_context(openssl_server(
+            ec, serverpref=True, extra=("-groups", "X25519:P-256")))))
+        asyncio.run(audit_all([peers[0][1]], pki.ca_file, opts))  # warm-up: imports, registries
+        for name, port in peers:
+            dt, res = asyncio.run(audit_all([port], pki.ca_file, opts))
+            out[name], handshakes[name] = dt, res[0].handshakes
+    print(json.dumps({"code": str(Path(dcsaudit.__file__).parent), "times": out, "handshakes": handshakes}))
+    return 0
+
+
+def compare(before: Path, runs: int, vulnerabilities: bool) -> str:
+    """Interleaved per-endpoint medians: before (the other checkout), after (this one), run after run."""
+    import json
+
+    times: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
+    shakes: dict[str, dict[str, list[int]]] = {"before": {}, "after": {}}
+    for i in range(runs):
+        for label, code in (("before", before), ("after", ROOT)) if i % 2 == 0 else (("after", ROOT), ("before", before)):
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(code)]
+            if not vulnerabilities:
+                cmd.append("--no-vulns")
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True)
+            got = json.loads(p.stdout.strip().splitlines()[-1])
+            assert Path(got["code"]).resolve() == (code / "dcsaudit").resolve(), got["code"]
+            for name, dt in got["times"].items():
+                times[label].setdefault(name, []).append(dt)
+                shakes[label].setdefault(name, []).append(got["handshakes"][name])
+            print(label, i, file=sys.stderr, flush=True)
+    rows = ["| Endpoint | before (median / min) | after (median / min) | change of median | connections before → after |",
+            "|---|---|---|---|---|"]
+    for name in times["after"]:
+        tb, ta = times["before"][name], times["after"][name]
+        b, a = statistics.median(tb), statistics.median(ta)
+        hb, ha = statistics.median(shakes["before"][name]), statistics.median(shakes["after"][name])
+        rows.append(f"| {name} | {b:.3f} / {min(tb):.3f} s | {a:.3f} / {min(ta):.3f} s | {100 * (a - b) / b:+.0f} % "
+                    f"| {hb:.0f} → {ha:.0f} |")
+    return "\n".join(rows)
+
+
 def main() -> int:
+    if "--worker" in sys.argv:
+        return worker("--no-vulns" not in sys.argv)
     ap = argparse.ArgumentParser()
+    ap.add_argument("--compare", type=Path, help="checkout to compare with (per-endpoint, interleaved)")
+    ap.add_argument("--no-vulns", action="store_true", help="--compare: without sslyze's vulnerability plugins")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--testssl", type=int, default=2, help="endpoints for testssl.sh (it takes ~1 min each)")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--sslyze-timeout", type=float, default=240)
     args = ap.parse_args()
+    if args.compare is not None:
+        print(compare(args.compare.resolve(), args.runs, not args.no_vulns))
+        return 0
     sslyze = str(ROOT / ".venv" / "bin" / "sslyze")
     pki = RsaPKI(Path(tempfile.mkdtemp(prefix="tlsbench-")))
     lines: list[str] = []
@@ -201,9 +269,14 @@ DESIGN = """# TLS audit: design and benchmark
 - **Enumeration by elimination** (`enumerate.py`): per version, offer every known suite (chunks of 96),
   remove the pick, repeat until refused; the picks are the server order. Offering the accepted list
   reversed tells server order from client order. Versions run in parallel.
-- **Groups**: TLS 1.2 one named curve per hello (ServerKeyExchange names it), DHE size from the
-  ServerKeyExchange prime; TLS 1.3 one group per hello with an empty key_share (HelloRetryRequest names
-  it). Ordered by elimination.
+- **Groups**: TLS 1.2 one named curve per hello (ServerKeyExchange names it); on an ECDSA-only server
+  each hello also offers the certificate's curve after the probed one (OpenSSL needs it to use the
+  certificate), and groups a server-ordered server ranks below that curve are reported as not
+  observable. DHE size from the ServerKeyExchange prime; TLS 1.3 one group per hello with an empty
+  key_share (HelloRetryRequest names it). Ordered by elimination.
+- **TLS_FALLBACK_SCSV** (RFC 7507): when two versions are accepted, one hello for the highest accepted
+  legacy version (else the second-highest) with the SCSV: inappropriate_fallback = supported, a
+  ServerHello = not supported, anything else = undetermined with the answer.
 - **Signature schemes**: TLS 1.2 one scheme per hello (ServerKeyExchange shows it); TLS 1.3 one per hello,
   read from the *decrypted* CertificateVerify: `tls13.py` derives the handshake keys from our own
   x25519/P-256 key share (RFC 8446 §7.1), which also yields the TLS 1.3 certificate and CertificateRequest.
@@ -217,8 +290,9 @@ DESIGN = """# TLS audit: design and benchmark
   via `TlsAuditOptions(robot=True)` as it costs seconds) in a worker thread, concurrently with the raw
   enumeration. `TlsAuditOptions(vulnerabilities=False)` skips sslyze entirely.
 - **Verdicts**: not the probe's. `configs/tls_profiles.yaml` (the TLS rule book: rules as data, each
-  citing its source, over the suite registry's attributes) is evaluated by `dcsaudit/rules/tls_profiles.py`
-  when the checks and the annex judge the facts; retired profiles recognised by fingerprint.
+  citing its source at its source's level, MUST or SHOULD, over the suite registry's attributes) is
+  evaluated by `dcsaudit/rules/tls_profiles.py` when the checks and the annex judge the facts: conforms /
+  conforms with SHOULD-level deviations / does not conform; retired profiles recognised by fingerprint.
 - Every connection holds a `ctx.limiter.slot(host)`; timeouts come from `scan.timeouts` (connect, and
   min(read, tls_handshake) per answer); a first broad hello makes silent or non-TLS ports fail after one
   timeout.

@@ -49,15 +49,18 @@ def no_legacy_protocols(data: AuditData) -> Iterator[Verdict]:
 
 
 def _profile(data: AuditData, name: str) -> Iterator[Verdict]:
+    """Pass when no MUST-level rule fails; SHOULD-level deviations are named in the passing summary."""
     for ep, r in _audited(data):
         v = tls_profiles.evaluate(r).get(name)
         if v is None:
             continue
-        if v.conforms:
-            extra = f" ({len(v.warnings)} SHOULD-level warnings)" if v.warnings else ""
-            yield Verdict("pass", ep.key, f"conforms to {name}{extra}", r.evidence)
+        if v.verdict == "conforms":
+            yield Verdict("pass", ep.key, f"conforms to {name}", r.evidence)
+        elif v.verdict == "conforms_with_should_deviations":
+            shown = "; ".join(v.warnings[:6]) + (f"; … {len(v.warnings) - 6} more" if len(v.warnings) > 6 else "")
+            yield Verdict("pass", ep.key, f"conforms to {name} with SHOULD-level deviations: {shown}", r.evidence)
         else:
-            yield Verdict("fail", ep.key, "; ".join(v.reasons), r.evidence)
+            yield Verdict("fail", ep.key, f"does not conform (MUST-level): {'; '.join(v.reasons)}", r.evidence)
 
 
 @check(id="tls.profile_bcp195_rfc8996", title="Conforms to BCP 195 RFC 8996 TLS profile", severity="high",
@@ -70,6 +73,31 @@ def profile_bcp195(data: AuditData) -> Iterator[Verdict]:
        severity="low", references=["PS3.15 B.13", "PS3.2 N.8.4.2", "PS3.2 N.11.2.5"])
 def profile_modified_bcp195(data: AuditData) -> Iterator[Verdict]:
     yield from _profile(data, "Modified BCP 195 RFC 8996 TLS")
+
+
+@check(id="tls.fallback_scsv", title="Downgrade to TLS 1.1 or older refused (TLS_FALLBACK_SCSV)", severity="medium",
+       references=["RFC 7507", "RFC 8996", "RFC 9325 §3.1.1"])
+def fallback_scsv(data: AuditData) -> Iterator[Verdict]:
+    """A server that still accepts TLS 1.1 or older must at least refuse a fallback to it (RFC 7507 §3).
+
+    Applies to servers accepting a legacy version and another one; an unanswered probe is an error
+    finding with the probe's reason, never a pass.
+    """
+    for ep, r in _audited(data):
+        old = tls_profiles.legacy_versions(r)
+        f = r.features
+        detail = f.fallback_scsv_detail or "not probed"
+        if not old:
+            yield Verdict("not_applicable", ep.key, "no TLS 1.1 or older version accepted", r.evidence)
+        elif f.fallback_scsv_status == "supported":
+            yield Verdict("pass", ep.key, f"accepts {', '.join(old)} but refuses a fallback: {detail}", r.evidence)
+        elif f.fallback_scsv_status == "not_supported":
+            yield Verdict("fail", ep.key, f"accepts {', '.join(old)} without downgrade protection: {detail}",
+                          r.evidence)
+        elif f.fallback_scsv_status == "not_applicable":
+            yield Verdict("not_applicable", ep.key, detail, r.evidence)
+        else:
+            yield Verdict("error", ep.key, f"TLS_FALLBACK_SCSV undetermined: {detail}", r.evidence)
 
 
 @check(id="tls.weak_ciphers", title="No NULL, anonymous, export, RC4, DES or 3DES suites", severity="high",

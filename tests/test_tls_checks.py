@@ -109,8 +109,11 @@ def test_profile_reasons_are_precise() -> None:
     reasons = v[B12].reasons
     assert "TLS 1.0 accepted" in reasons
     assert "RSA key 1024 bits below 2048" in reasons
-    assert "TLS_RSA_WITH_3DES_EDE_CBC_SHA accepted: 3DES (112-bit)" in reasons
     assert "certificate signed with SHA1" in reasons
+    assert v[B12].verdict == "does_not_conform"
+    # And 3DES is at its source's level: RFC 9325 §4.1 says SHOULD NOT (112 bits), so a deviation, not a reason
+    assert "TLS_RSA_WITH_3DES_EDE_CBC_SHA accepted: 3DES (112-bit)" in v[B12].warnings
+    assert not any("3DES" in x for x in reasons)
     assert ("TLS_RSA_WITH_AES_128_CBC_SHA accepted: static RSA/DH, PSK, KRB5 or GOST key exchange "
             "(no forward secrecy)") in v[B12].warnings
     assert "TLS_RSA_WITH_AES_128_CBC_SHA accepted: not in the profile's permitted list" in v[B13].reasons
@@ -226,13 +229,16 @@ def test_weak_cipher_check_agrees_with_the_profile_rules() -> None:
     # Given a server accepting every suite in the registry
     r = everything()
     book = profiles.load_profiles()
-    # When the weak-cipher check and the B.12 MUST rules of the same classes judge it
+    # When the weak-cipher check and the B.12 rules of the same classes (at their sources' levels) judge it
     check = _flagged("tls.weak_ciphers", r)
     rules: set[str] = set()
     for name in book.weak_suite_classes:
-        rules |= _forbidden_by_b12(r, book.suite_classes[name].why, "must")
+        why = book.suite_classes[name].why
+        rules |= _forbidden_by_b12(r, why, "must") | _forbidden_by_b12(r, why, "should")
     # Then they flag the same suites, every SSL 2.0 suite among them, and no modern AEAD suite
     assert check == rules
+    # And 3DES alone is a SHOULD-level deviation (RFC 9325 §4.1: 112 bits is SHOULD NOT, below 112 MUST NOT)
+    assert "TLS_RSA_WITH_3DES_EDE_CBC_SHA" in _forbidden_by_b12(r, book.suite_classes["triple_des"].why, "should")
     assert set(r.protocols["SSLv2"]) <= check
     assert "TLS_RSA_WITH_RC4_128_SHA" in check and "TLS_RSA_EXPORT_WITH_RC4_40_MD5" in check
     assert "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" not in check and not check & set(r.protocols["TLSv1.3"])

@@ -76,8 +76,13 @@ def test_openssl_server_order_is_reported_exactly(rsa_pki: RsaPKI) -> None:
     # And the probe recorded facts only; the rule book's verdicts on them give precise reasons
     assert r.profiles == {} and r.retired_profiles == []
     verdicts = tls_profiles.evaluate(r)
-    assert not verdicts[B12].conforms
-    assert "TLS_RSA_WITH_AES_128_CBC_SHA accepted: SHA-1 MAC" in verdicts[B12].reasons
+    # (the server prefers static-RSA CBC over TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256: RFC 9325 §4.2.1 MUST)
+    assert not verdicts[B12].conforms and verdicts[B12].verdict == "does_not_conform"
+    assert ("server prefers TLS_RSA_WITH_AES_128_CBC_SHA over TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+            in verdicts[B12].reasons)
+    # And the SHA-1 MAC is DCMTK's stricter practice, a SHOULD-level note, not a MUST-level reason
+    assert any(w.startswith("TLS_RSA_WITH_AES_128_CBC_SHA accepted: SHA-1 MAC") for w in verdicts[B12].warnings)
+    assert not any("SHA-1 MAC" in x for x in verdicts[B12].reasons)
     assert any(w.startswith("TLS_RSA_WITH_AES_128_CBC_SHA accepted: static RSA") for w in verdicts[B12].warnings)
 
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 from dcsaudit.annex.cells import label, not_observed, not_verifiable, reconcile, verified
 from dcsaudit.checks.base import AuditData
 from dcsaudit.models.core import AnnexTable, Cell
+from dcsaudit.models.dicom import Initiator, TlsOffer
 from dcsaudit.models.endpoint import Endpoint
 from dcsaudit.models.tls import TLS_VERSIONS, ProfileVerdict, TlsResult
-from dcsaudit.rules import tls_profiles
+from dcsaudit.rules import tls_profiles, tls_suites
 
 SUFFIX = " Secure Transport Connection Profile"
 TYPO_NOTE_13 = ("PS3.2 2024d prints TLS_AES_128_GCM_SHA256 twice in this table; the second is "
@@ -39,50 +40,110 @@ def _secured_aes(data: AuditData, eps: list[Endpoint]) -> str:
     return ", ".join(sorted(set(aes))) or ", ".join(f"{e.host}:{e.port}" for e in eps)
 
 
-def _offer_as_result(offer: object) -> TlsResult | None:
-    versions = [v for v in getattr(offer, "versions", []) if v in TLS_VERSIONS]
-    suites = list(getattr(offer, "cipher_suites", []))
+# Rules that bind a TLS server only, skipped when the product is judged as a TLS client from its
+# ClientHello: a server shall prefer TLS 1.3 (PS3.15 B.12) and TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 (RFC 9325
+# §4.2.1), and servers shall support all TLS 1.3 suites while clients need at least one (PS3.15 B.13).
+SERVER_ONLY_RULES = frozenset({"prefer_tls13", "preferred_suite", "tls13_all_suites"})
+
+
+def _client_book() -> tls_profiles.ProfileBook:
+    book = tls_profiles.load_profiles()
+    return book.model_copy(update={"profiles": [
+        p.model_copy(update={"rules": [r for r in p.rules if r.kind not in SERVER_ONLY_RULES]})
+        for p in book.profiles]})
+
+
+def _offer_as_result(offer: TlsOffer) -> TlsResult | None:
+    """The ClientHello's offer as facts the rule book judges: per offered version, the offered suites that
+    version can negotiate, in the client's order (the rule book's registry decides which suite is TLS 1.3,
+    RFC 8446 §B.4; signalling values and GREASE are no suites). A client that offers TLS 1.2 and SHA-1
+    signature schemes is judged on them (RFC 9155 §2: clients MUST NOT include them)."""
+    known = tls_suites.suites_by_name()
+    versions = [v for v in offer.versions if v in TLS_VERSIONS]
+    suites = [known[s] for s in offer.cipher_suites if s in known and not known[s].sslv2]
     if not versions or not suites:
         return None
-    protocols = {v: [s for s in suites if (s.startswith("TLS_AES_") or s.startswith("TLS_CHACHA20_") or
-                                           s.startswith("TLS_SHA")) == (v == "TLSv1.3") and "SCSV" not in s]
+    rank = {v: i for i, v in enumerate(TLS_VERSIONS)}
+    rank["TLSv1"] = rank["TLSv1.0"]  # the registry's name for suites TLS 1.0 defines
+    protocols = {v: [c.iana for c in suites if (c.tls13 if v == "TLSv1.3"
+                                                 else not c.tls13 and rank.get(c.protocol, 0) <= rank[v])]
                  for v in versions}
-    return TlsResult(protocols=protocols, groups=list(getattr(offer, "groups", [])),
-                     signature_algorithms=[s for s in getattr(offer, "signature_algorithms", [])
-                                           if not s.endswith(("_sha1", "_md5"))])
+    sigalgs = list(offer.signature_algorithms)
+    if versions == ["TLSv1.3"]:
+        # A TLS 1.3-only client may list the legacy SHA-1 schemes last, for certificates (RFC 8446 §4.2.3);
+        # RFC 9155 §2 forbids them to clients that offer TLS 1.2.
+        sigalgs = [a for a in sigalgs if not a.endswith("_sha1")]
+    return TlsResult(protocols={v: s for v, s in protocols.items() if s}, groups=list(offer.groups),
+                     signature_algorithms=sigalgs)
+
+
+def _client_offers(data: AuditData) -> list[tuple[list[Initiator], TlsOffer, TlsResult]]:
+    """Distinct ClientHello offers the product sent to dcsaudit listen (same peer and same offer: one),
+    with the captured connections that carried each."""
+    groups: dict[tuple[object, ...], list[Initiator]] = {}
+    for i in data.initiators:
+        o = i.tls_offer
+        if o is not None and o.cipher_suites:
+            key = (i.peer, tuple(o.versions), tuple(o.cipher_suites), tuple(o.groups), tuple(o.signature_algorithms))
+            groups.setdefault(key, []).append(i)
+    out = []
+    for inits in groups.values():
+        offer = inits[0].tls_offer
+        assert offer is not None
+        r = _offer_as_result(offer)
+        if r is not None:
+            out.append((inits, offer, r))
+    return out
 
 
 def n8_3(data: AuditData) -> AnnexTable:
     eps = _tls_endpoints(data)
     book = tls_profiles.load_profiles()
     verdicts = [tls_profiles.evaluate(r, book) for _e, r in eps]
-    offers = [(i, _offer_as_result(i.tls_offer)) for i in data.initiators if i.tls_offer is not None]
-    judged_offers = [(i, tls_profiles.evaluate(r, book)) for i, r in offers if r is not None]
+    client_book = _client_book()
+    judged_offers = [(i, tls_profiles.evaluate(r, client_book)) for inits, _o, r in _client_offers(data)
+                     for i in inits]
     rows: list[list[Cell]] = []
     for p in book.profiles:
         name = p.name + SUFFIX
         conf = [e for (e, _r), v in zip(eps, verdicts, strict=True) if p.name in v and v[p.name].conforms]
         ev = [x for _e, r in eps for x in r.evidence]
         if eps:
-            receiver = reconcile(data.declared, "N.8-3", f"{name} Receiver", "Y" if conf else "N", ev)
+            receiver = reconcile(data.declared, "N.8-3", f"{name} | Receiver", "Y" if conf else "N", ev)
             if not conf:
                 first = verdicts[0].get(p.name)
-                why = "; ".join(first.reasons[:3]) if first else ""
+                why = f"does not conform (MUST-level): {'; '.join(first.reasons[:3])}" if first else ""
                 receiver = receiver.model_copy(update={"note": (receiver.note + " " + why).strip()})
+            else:
+                dev = [w for (e, _r), v in zip(eps, verdicts, strict=True) if e in conf for w in v[p.name].warnings]
+                if dev:
+                    why = f"conforms with SHOULD-level deviations: {'; '.join(dict.fromkeys(dev[:3]))}"
+                    receiver = receiver.model_copy(update={"note": (receiver.note + " " + why).strip()})
         else:
-            receiver = reconcile(data.declared, "N.8-3", f"{name} Receiver", None,
-                                 unobservable_note="no TLS endpoint audited")
+            receiver = reconcile(data.declared, "N.8-3", f"{name} | Receiver", None,
+                                 unobservable_note="no TLS endpoint audited", observable=True)
         judged = [(i, v[p.name]) for i, v in judged_offers]
         if judged:
             ok = [i for i, v in judged if v.conforms]
-            sender = reconcile(data.declared, "N.8-3", f"{name} Sender", "Y" if ok else "N",
-                               [x for i, _v in judged for x in i.evidence])
+            # Y cites the connections whose offer conforms; N every judged one.
+            sender = reconcile(data.declared, "N.8-3", f"{name} | Sender", "Y" if ok else "N",
+                               [x for i in (ok or [i for i, _v in judged]) for x in i.evidence])
+            found = [r for _i, v in judged if not v.conforms for r in v.reasons] if not ok else \
+                [w for _i, v in judged if v.conforms for w in v.warnings]
+            if found:
+                why = "does not conform (MUST-level) as TLS client" if not ok else \
+                    "conforms with SHOULD-level deviations as TLS client"
+                sender = sender.model_copy(update={"note": f"{why}: {'; '.join(list(dict.fromkeys(found))[:3])}"})
         else:
-            claim = reconcile(data.declared, "N.8-3", f"{name} Sender", None)
+            claim = reconcile(data.declared, "N.8-3", f"{name} | Sender", None)
             sender = claim if claim.declared else not_observed(
                 "no TLS association from the product was captured (dcsaudit listen)")
-        secured = verified(_secured_aes(data, conf), ev) if conf else Cell(value="", provenance=receiver.provenance,
-                                                                              note="no audited AE conforms")
+        if conf:
+            secured = verified(_secured_aes(data, conf), ev)
+        elif eps:  # the Receiver "N" is the measurement; no AE is secured by this profile
+            secured = verified("none", ev, note="no audited TLS endpoint conforms")
+        else:
+            secured = not_observed("no TLS endpoint audited")
         rows.append([label(name), secured, sender, receiver, label("N.11.2.5")])
     recognised = [tls_profiles.retired_profiles(r, book) for _e, r in eps]
     retired = sorted({x for found in recognised for x in found})
@@ -98,7 +159,12 @@ def n8_3(data: AuditData) -> AnnexTable:
     return AnnexTable(id="N.8-3", title="Secure Transport Connection Profiles",
                       columns=["Profile", "Secured AE", "Sender", "Receiver", "Reference"], rows=rows,
                       notes=["Receiver: judged from handshakes with each TLS port; Sender: from ClientHellos the "
-                             "product sent to dcsaudit listen. Reasons for N are in the cell notes."])
+                             "product sent to dcsaudit listen. Reasons for N are in the cell notes.",
+                             "Y means no MUST-level rule of the profile fails; SHOULD-level deviations (e.g. CBC "
+                             "suites with a SHA-1 MAC, which RFC 9325 §4.2 says SHOULD NOT be used unless "
+                             "encrypt_then_mac is negotiated, and which DCMTK, the reference implementation, "
+                             "refuses outright) leave it Y as \"conforms with SHOULD-level deviations\" and are "
+                             "listed in the cell note."])
 
 
 def _profile_label(verdicts: dict[str, ProfileVerdict], ep: Endpoint, many: bool) -> str:
@@ -115,6 +181,38 @@ def _order_cell(i: int, pref: str, ev: list[str]) -> Cell:
     return not_observed("order could not be determined (single item or inconsistent answers)")
 
 
+def _client_items(offer: TlsOffer, r: TlsResult, pick: str) -> list[str]:
+    """What the ClientHello offered for one table, in the product's order (TLS 1.3 lists only when the
+    product offered TLS 1.3)."""
+    if pick == "tls12":
+        return r.protocols.get("TLSv1.2", [])
+    if "TLSv1.3" not in r.protocols:
+        return []
+    if pick == "tls13":
+        return r.protocols["TLSv1.3"]
+    if pick == "kx13":
+        return [_kx_name(g) for g in offer.groups]
+    return [_sig_name(s) for s in offer.signature_algorithms]
+
+
+def _client_rows(data: AuditData, pick: str) -> list[list[Cell]]:
+    """Rows for the product as TLS client: its ClientHello to dcsaudit listen, judged by the client rules,
+    in the order it offered them (a ClientHello lists them by preference, RFC 8446 §4.1.2, §4.2.3, §4.2.7)."""
+    rows: list[list[Cell]] = []
+    book = _client_book()
+    for inits, offer, r in _client_offers(data):
+        items = _client_items(offer, r, pick)
+        ev = list(dict.fromkeys(x for i in inits for x in i.evidence))
+        names = [n for n, v in tls_profiles.evaluate(r, book).items() if v.conforms]
+        base = " / ".join(n + SUFFIX for n in names) if names else "No conforming profile (observed)"
+        who = ", ".join(sorted({i.calling_ae for i in inits if i.calling_ae})) or "the product"
+        profile = f"{base} — as TLS client ({who} from {inits[0].peer})"
+        for n, item in enumerate(items):
+            rows.append([label(profile), verified(item, ev),
+                         verified(str(n + 1), ev, note="the order of the product's ClientHello")])
+    return rows
+
+
 def _list_table(data: AuditData, table_id: str, title: str, col: str, pick: str, empty: str,
                 notes: list[str]) -> AnnexTable:
     eps = _tls_endpoints(data)
@@ -125,9 +223,16 @@ def _list_table(data: AuditData, table_id: str, title: str, col: str, pick: str,
         for i, item in enumerate(items):
             rows.append([label(profile), verified(item, r.evidence),
                          _order_cell(i, pref, r.evidence)])
+    client = _client_rows(data, pick)
+    if client:
+        notes = [*notes, "Rows marked \"as TLS client\" list what the product offered in its ClientHello to "
+                 "dcsaudit listen, in its own order of preference, judged by the profiles' client rules."]
+    offered = any(i.tls_offer and i.tls_offer.cipher_suites for i in data.initiators)
+    why = [empty if eps else "no TLS endpoint was audited",
+           "none in the product's ClientHello" if offered else "no ClientHello captured by dcsaudit listen"]
     return AnnexTable(id=table_id, title=title, columns=["Profile", col,
-                      "Default Preference Order (from 1=preferred to n=less preferred)"], rows=rows,
-                      empty_reason="" if rows else (empty if eps else "no TLS endpoint was audited"), notes=notes)
+                      "Default Preference Order (from 1=preferred to n=less preferred)"], rows=rows + client,
+                      empty_reason="" if rows or client else "; ".join(x for x in why if x), notes=notes)
 
 
 def _kx_name(g: str) -> str:

@@ -11,9 +11,9 @@ the report is assembled) fills them for readers of ``report.json``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from dcsaudit.models.core import Model
 
@@ -21,11 +21,35 @@ TLS_VERSIONS = ("SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 Preference = Literal["server", "client", "unknown"]
 
 
+Conformance = Literal["conforms", "conforms_with_should_deviations", "does_not_conform"]
+FallbackScsv = Literal["supported", "not_supported", "not_applicable", "undetermined"]
+
+
 class ProfileVerdict(Model):
-    conforms: bool
+    """One profile judged rule by rule; each rule keeps the level (MUST / SHOULD) its source gives it."""
+
+    conforms: bool = Field(description="no MUST-level rule fails (SHOULD-level deviations do not break conformance)")
+    verdict: Conformance = Field(default="conforms", description="conforms / conforms_with_should_deviations "
+                                 "(only SHOULD-level rules fail: see warnings) / does_not_conform (see reasons)")
     reasons: list[str] = Field(default_factory=list, description="why it does not conform (MUST-level rules)")
     warnings: list[str] = Field(default_factory=list, description="SHOULD-level deviations; do not break conformance")
-    sources: list[str] = Field(default_factory=list, description="sections the failed rules cite")
+    sources: list[str] = Field(default_factory=list, description="sections the failed MUST-level rules cite")
+    warning_sources: list[str] = Field(default_factory=list, description="sections the SHOULD-level deviations cite")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_verdict(cls, data: Any) -> Any:
+        """A verdict left out (older report.json) follows from ``conforms`` and ``warnings``."""
+        if isinstance(data, dict) and "verdict" not in data and "conforms" in data:
+            data = {**data, "verdict": "does_not_conform" if not data["conforms"]
+                    else "conforms_with_should_deviations" if data.get("warnings") else "conforms"}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProfileVerdict:
+        if self.conforms == (self.verdict == "does_not_conform"):
+            raise ValueError(f"verdict {self.verdict!r} contradicts conforms={self.conforms}")
+        return self
 
 
 class CertificateInfo(Model):
@@ -62,9 +86,24 @@ class TlsFeatures(Model):
     renegotiation_info: bool | None = None
     extended_master_secret: bool | None = None
     encrypt_then_mac: bool | None = None
-    fallback_scsv: bool | None = None
+    fallback_scsv: bool | None = Field(default=None, description="RFC 7507: a lower-version hello with "
+                                       "TLS_FALLBACK_SCSV got inappropriate_fallback (None: see fallback_scsv_status)")
+    fallback_scsv_status: FallbackScsv | None = Field(
+        default=None, description="supported / not_supported / not_applicable (one version accepted) / "
+        "undetermined (see fallback_scsv_detail); None: not probed")
+    fallback_scsv_detail: str | None = Field(default=None, description="the version probed and the answer, or why "
+                                             "the fact could not be established")
     prefers_tls13: bool | None = Field(default=None, description="offered 1.2 and 1.3, the server chose 1.3")
     client_renegotiation: bool | None = Field(default=None, description="client-initiated renegotiation accepted")
+
+
+class TlsSession(Model):
+    """The TLS session a DICOM association actually ran over (read from the completed OpenSSL handshake)."""
+
+    version: str = Field(description="TLSv1.0 … TLSv1.3")
+    cipher_suite: str = Field(description="IANA name (OpenSSL's name when the registry has no IANA one)")
+    widened: bool = Field(default=False, description="negotiated only after the default client context failed, "
+                          "with legacy versions and suites enabled (OpenSSL security level 0)")
 
 
 class Vulnerabilities(Model):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 import time
@@ -26,8 +27,10 @@ from dcsaudit.models.dicom import (
     PresentationContextResult,
     RejectTriple,
 )
+from dcsaudit.models.tls import TlsSession
 from dcsaudit.probes import dicom_ul as ul
 from dcsaudit.rules.sop_classes import SopClass
+from dcsaudit.rules.tls_suites import cipher_suites
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +55,72 @@ class Target:
     # Set once an attempt stayed busy through the whole retry budget: later attempts on this product
     # get a short budget, so a product that is full for the whole audit costs one budget, not twenty.
     busy_exhausted: bool = False
+    # Set once the default client context failed its handshake and ``ssl_ctx`` was widened to legacy
+    # versions and suites (see :func:`widen`); every later attempt on this AE uses the widened context.
+    widened: bool = False
 
     @property
     def label(self) -> str:
         return f"{self.host}:{self.port}/{'dicom-tls' if self.ssl_ctx else 'dicom'}"
+
+
+# Every suite this OpenSSL has, at security level 0 (SHA-1 signatures, small keys), except NULL
+# encryption and anonymous key exchange: a User Identity passcode may travel inside the session.
+WIDE_CIPHERS = "ALL:!eNULL:!aNULL:@SECLEVEL=0"
+_OP_LEGACY_SERVER_CONNECT = getattr(ssl, "OP_LEGACY_SERVER_CONNECT", 0x4)  # servers without RFC 5746
+
+
+def widen(sc: ssl.SSLContext) -> None:
+    """Let ``sc`` negotiate what a legacy DICOM TLS server accepts (TLS 1.0/1.1, static RSA, CBC-SHA1 …).
+
+    PS3.15's retired profiles (B.1 Basic, B.3 AES: TLS_RSA_WITH_AES_128_CBC_SHA) are outside Python's
+    and the distribution's defaults. The association audit runs before the TLS audit, so rather than the
+    suites that audit will find, it offers everything OpenSSL can speak and records what was chosen.
+    Changed in place: the AE's context holds its credentials and cannot be copied.
+    """
+    sc.set_ciphers(WIDE_CIPHERS)
+    sc.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    sc.options |= _OP_LEGACY_SERVER_CONNECT
+
+
+@functools.cache
+def _iana_names() -> dict[str, str]:
+    return {s.openssl: s.iana for s in cipher_suites().values() if s.openssl}
+
+
+def _iana(openssl_name: str) -> str:
+    return _iana_names().get(openssl_name, openssl_name)
+
+
+def session_of(writer: asyncio.StreamWriter, widened: bool) -> TlsSession | None:
+    """The version and suite of the TLS session under ``writer`` (None for plain TCP)."""
+    obj = writer.get_extra_info("ssl_object")
+    if not isinstance(obj, ssl.SSLObject):
+        return None
+    suite, version = obj.cipher(), obj.version()
+    if suite is None or version is None:
+        return None
+    return TlsSession(version="TLSv1.0" if version == "TLSv1" else version,
+                      cipher_suite=_iana(suite[0]), widened=widened)
+
+
+async def connect(target: Target) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """TCP (and TLS) connect; a TLS handshake the default context cannot complete is tried once more widened.
+
+    A certificate verification failure is not retried: a configured CA is the operator's choice.
+    """
+    try:
+        return await ul.open_stream(target.host, target.port, target.timeouts, target.ssl_ctx)
+    except ssl.SSLCertVerificationError:
+        raise
+    except ssl.SSLError as exc:
+        if target.ssl_ctx is None or target.widened:
+            raise
+        widen(target.ssl_ctx)
+        target.widened = True
+        log.info("%s: TLS handshake failed with the default client context (%s); retrying with legacy versions "
+                 "and suites enabled", target.label, exc.reason or type(exc).__name__)
+        return await ul.open_stream(target.host, target.port, target.timeouts, target.ssl_ctx)
 
 
 @dataclass(frozen=True)
@@ -142,6 +207,11 @@ RETRY_MAX_DELAY = 2.0
 # budget on every probe; an overloaded one frees a thread within this.
 ABORT_RETRY_SECONDS = 2.0
 SHORT_RETRY_SECONDS = 1.0
+# A TCP close or reset instead of any PDU is no answer about titles or identity (a flaky link, a
+# proxy, a restarting service): the request is tried again on fresh connections, a few times, and an
+# attempt that stays ``closed`` proves nothing (rules/association_answers reads it as no answer).
+CLOSED_RETRIES = 2
+CLOSED_RETRY_SECONDS = 3.0
 
 
 def _retry_plan(target: Target, attempt: AssociationAttempt) -> tuple[int, float]:
@@ -154,6 +224,8 @@ def _retry_plan(target: Target, attempt: AssociationAttempt) -> tuple[int, float
       repeated answer is the product's answer, not congestion.
     - A-ABORT instead of an answer: a short budget (ABORT_RETRY_SECONDS).
     """
+    if attempt.outcome == "closed":
+        return CLOSED_RETRIES, CLOSED_RETRY_SECONDS
     if attempt.outcome == "aborted":
         return 100, min(ABORT_RETRY_SECONDS, target.busy_retry_seconds)
     if attempt.reject is not None and attempt.reject.source == 3:
@@ -162,6 +234,8 @@ def _retry_plan(target: Target, attempt: AssociationAttempt) -> tuple[int, float
 
 
 def _transient_text(attempt: AssociationAttempt) -> str:
+    if attempt.outcome == "closed":
+        return "TCP closed or reset without a PDU"
     r = attempt.reject
     return f"A-ASSOCIATE-RJ ({r.result}, {r.source}, {r.reason})" if r is not None else "A-ABORT"
 
@@ -172,7 +246,8 @@ def _congested(attempt: AssociationAttempt) -> bool:
 
 async def run_attempt(target: Target, spec: Spec, *, hold: bool = False, retry: bool = True
                       ) -> tuple[AssociationAttempt, Held | None]:
-    """One association attempt, retried on a fresh connection while the answer is transient.
+    """One association attempt, retried on a fresh connection while the answer is transient, or
+    while the peer closes or resets the connection without any PDU (a few times: CLOSED_RETRIES).
 
     What persists through the retry budget is recorded as ``busy`` when it is congestion or an abort
     (the attempt then proves nothing), or as the product's definite answer when it is another
@@ -184,7 +259,7 @@ async def run_attempt(target: Target, spec: Spec, *, hold: bool = False, retry: 
     retried: list[str] = []
     while True:
         attempt, held = await _attempt_once(target, spec, hold=hold, retry=len(retried))
-        if not attempt.transient or not retry:
+        if not (attempt.transient or attempt.outcome == "closed") or not retry:
             break
         most, budget = _retry_plan(target, attempt)
         if len(retried) >= most or time.monotonic() - first + delay > budget:
@@ -220,7 +295,8 @@ async def _attempt_once(target: Target, spec: Spec, *, hold: bool, retry: int) -
     writer: asyncio.StreamWriter | None = None
     async with ctx.limiter.slot(target.host):
         try:
-            reader, writer = await ul.open_stream(target.host, target.port, target.timeouts, target.ssl_ctx)
+            reader, writer = await connect(target)
+            fields["tls"] = session_of(writer, target.widened)
             contexts = [ul.ProposedContext(2 * i + 1, s.uid) for i, s in enumerate(spec.sop_classes)]
             writer.write(ul.encode_associate_rq(spec.called_ae, spec.calling_ae, contexts, spec.user_identity))
             await writer.drain()

@@ -5,7 +5,9 @@ The book is ``configs/tls_profiles.yaml`` (data, not code): the legacy versions,
 profiles' fingerprints. B.12 "BCP 195 RFC 8996 TLS" and B.13 "Modified BCP 195 RFC 8996 TLS" are judged
 rule by rule; each failed rule gives a precise reason ("TLS 1.0 accepted", "TLS_RSA_WITH_AES_128_CBC_SHA
 accepted: SHA-1 MAC", "RSA key 1024 bits below 2048"). Retired profiles (B.1, B.3, B.9-B.11) are
-recognised by fingerprint. The checks ask the same book which accepted versions are legacy and which
+recognised by fingerprint. A verdict is three-valued (conforms / conforms with SHOULD-level deviations /
+does not conform): every rule keeps the level its source gives it, and the reference implementation's
+stricter practice (DCMTK refusing SHA-1-MAC suites for B.12) is a SHOULD-level note, never a MUST. The checks ask the same book which accepted versions are legacy and which
 accepted suites are weak or not forward-secret, so checks and profile verdicts cannot disagree.
 
 Pure functions over the facts of a ``TlsResult`` (what the probe measured): no I/O besides loading the
@@ -27,7 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dcsaudit.models.endpoint import Endpoint
-from dcsaudit.models.tls import TLS_VERSIONS, ProfileVerdict, TlsResult
+from dcsaudit.models.tls import TLS_VERSIONS, Conformance, ProfileVerdict, TlsResult
 from dcsaudit.rules.tls_suites import GROUP_BITS, CipherSuite, cipher_suites, suites_by_name
 
 RuleKind = Literal[
@@ -305,8 +307,8 @@ def _apply(rule: Rule, r: TlsResult, book: ProfileBook) -> list[str]:
     if k == "preferred_suite":
         t12 = r.protocols.get("TLSv1.2", [])
         if rule.suite in t12 and r.preference_by_version.get("TLSv1.2") == "server" and t12[0] != rule.suite:
-            weaker = t12[: t12.index(rule.suite)]
-            if any(book.in_any(s, rule.over) for s in weaker):
+            weaker = [s for s in t12[: t12.index(rule.suite)] if book.in_any(s, rule.over)]
+            if weaker:
                 return [f"server prefers {weaker[0]} over {rule.suite}"]
         return []
     if k == "min_key_bits":
@@ -373,24 +375,39 @@ def _apply(rule: Rule, r: TlsResult, book: ProfileBook) -> list[str]:
 
 
 def evaluate(r: TlsResult, book: ProfileBook | None = None) -> dict[str, ProfileVerdict]:
-    """One verdict per current profile. Nothing accepted at all: not conformant ("no TLS handshake")."""
+    """One verdict per current profile, three-valued: a failed MUST-level rule → does not conform; only
+    SHOULD-level rules failed → conforms with SHOULD-level deviations; none → conforms. Each rule keeps
+    the level its source gives it. Nothing accepted at all: not conformant ("no TLS version accepted")."""
     book = book or load_profiles()
     out: dict[str, ProfileVerdict] = {}
     for p in book.profiles:
         reasons: list[str] = []
         warnings: list[str] = []
         sources: list[str] = []
+        warning_sources: list[str] = []
         if not r.accepted_versions():
             reasons.append("no TLS version accepted")
         else:
             for rule in p.rules:
                 found = _apply(rule, r, book)
                 if found:
-                    (reasons if rule.level == "must" else warnings).extend(found)
-                    if rule.level == "must" and rule.source not in sources:
-                        sources.append(rule.source)
-        out[p.name] = ProfileVerdict(conforms=not reasons, reasons=reasons, warnings=warnings, sources=sources)
+                    must = rule.level == "must"
+                    (reasons if must else warnings).extend(found)
+                    cited = sources if must else warning_sources
+                    if rule.source not in cited:
+                        cited.append(rule.source)
+        verdict: Conformance = ("does_not_conform" if reasons
+                                else "conforms_with_should_deviations" if warnings else "conforms")
+        out[p.name] = ProfileVerdict(conforms=not reasons, verdict=verdict, reasons=reasons, warnings=warnings,
+                                     sources=sources, warning_sources=warning_sources)
     return out
+
+
+VERDICT_LABEL: dict[str, str] = {
+    "conforms": "conforms",
+    "conforms_with_should_deviations": "conforms with SHOULD-level deviations",
+    "does_not_conform": "does not conform",
+}
 
 
 def retired_profiles(r: TlsResult, book: ProfileBook | None = None) -> list[str]:

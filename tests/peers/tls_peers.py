@@ -6,6 +6,8 @@
 - ``orthanc_tls``: Orthanc with DicomTlsEnabled (remote certificate required or not).
 - ``rsyslog_gtls``: rsyslogd with an imtcp gtls (RFC 5425) input.
 - ``bad_server``: hostile peers in a thread: "garbage", "reset" (mid-handshake), "silent".
+- ``jsse_server``: a Java (JSSE) TLS server with chosen versions: JSSE does not implement
+  TLS_FALLBACK_SCSV (RFC 7507), so it is the real peer without downgrade protection.
 
 Other helpers' tests (DICOM, syslog) may import these; they only depend on ``tests.peers.common``.
 """
@@ -16,6 +18,7 @@ import json
 import os
 import socket
 import struct
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -142,3 +145,52 @@ class RsaPKI(TestPKI):
     """Like ``TestPKI`` but with RSA keys: DCMTK's retired profiles (+pa, +pn, +py, +px) only have RSA suites."""
 
     key_type = trustme.KeyType.RSA
+
+
+JSSE_SERVER = """
+import javax.net.ssl.*;
+import java.io.*;
+import java.security.KeyStore;
+
+/** Test peer: args port keystore.p12 password protocols(comma-separated). One thread per connection. */
+public class TlsServer {
+    public static void main(String[] a) throws Exception {
+        KeyStore ks = KeyStore.getInstance("PKCS12");
+        try (InputStream in = new FileInputStream(a[1])) { ks.load(in, a[2].toCharArray()); }
+        KeyManagerFactory kmf = KeyManagerFactory.getInstance(KeyManagerFactory.getDefaultAlgorithm());
+        kmf.init(ks, a[2].toCharArray());
+        SSLContext ctx = SSLContext.getInstance("TLS");
+        ctx.init(kmf.getKeyManagers(), null, null);
+        SSLServerSocket ss = (SSLServerSocket) ctx.getServerSocketFactory().createServerSocket(
+            Integer.parseInt(a[0]), 64, java.net.InetAddress.getByName("127.0.0.1"));
+        ss.setEnabledProtocols(a[3].split(","));
+        while (true) {
+            final SSLSocket s = (SSLSocket) ss.accept();
+            new Thread(() -> {
+                try { s.setSoTimeout(3000); s.startHandshake(); s.getOutputStream().write("ok\\n".getBytes()); }
+                catch (Exception e) { }
+                finally { try { s.close(); } catch (IOException e) { } }
+            }).start();
+        }
+    }
+}
+"""
+
+
+@contextmanager
+def jsse_server(pki: TestPKI, protocols: tuple[str, ...] = ("TLSv1", "TLSv1.1", "TLSv1.2")) -> Iterator[int]:
+    """A JSSE (OpenJDK) TLS server on ``protocols``; TLS 1.0/1.1 re-enabled through a security properties file."""
+    java = require_program("java")
+    openssl = require_program("openssl")
+    port = free_port()
+    d = Path(tempfile.mkdtemp(prefix="jsse-"))
+    (d / "TlsServer.java").write_text(JSSE_SERVER, encoding="utf-8")
+    # jdk.tls.disabledAlgorithms lists TLSv1 and TLSv1.1 by default; this keeps only SSLv3/RC4/NULL off.
+    (d / "security.properties").write_text("jdk.tls.disabledAlgorithms=SSLv3, RC4, NULL\n", encoding="utf-8")
+    subprocess.run([openssl, "pkcs12", "-export", "-in", str(pki.server_cert), "-inkey", str(pki.server_key),
+                    "-out", str(d / "server.p12"), "-passout", "pass:test-only"], check=True, timeout=30,
+                   capture_output=True)
+    cmd = [java, f"-Djava.security.properties={d / 'security.properties'}", str(d / "TlsServer.java"), str(port),
+           str(d / "server.p12"), "test-only", ",".join(protocols)]
+    with running(cmd, port=port, cwd=d):
+        yield port

@@ -8,7 +8,8 @@ Plan, chosen for speed (see docs/benchmarks-tls.md):
    renegotiation_info, extended_master_secret, encrypt_then_mac, compression), ECDHE groups, DHE size,
    TLS 1.2 signature schemes; TLS 1.3 encrypted flight (certificate, CertificateVerify scheme,
    CertificateRequest, required/optional by finishing without a certificate), groups via
-   HelloRetryRequest, signature schemes; TLS 1.3 preference; fallback SCSV.
+   HelloRetryRequest, signature schemes; TLS 1.3 preference; TLS_FALLBACK_SCSV (RFC 7507) when more
+   than one version is accepted.
 3. Only if a TLS 1.2-only server asks for a certificate: one OpenSSL handshake without one (blocking,
    in the worker pool) tells required from optional; with configured credentials, one more proves that
    mutual TLS works.
@@ -191,9 +192,7 @@ async def _audit(ctx: AuditContext, endpoint: Endpoint, opts: TlsAuditOptions, t
         detail_jobs.append(en.details_tls12(tls12ish))
     if "TLSv1.3" in accepted:
         detail_jobs.append(en.details_tls13())
-    lower = [v for v in ("TLSv1.1", "TLSv1.0") if v in accepted]
-    if lower and ("TLSv1.2" in accepted or "TLSv1.3" in accepted):
-        detail_jobs.append(en.fallback(lower[0], f.versions[lower[0]].suites))
+    detail_jobs.append(en.fallback([v for v in accepted if v != "SSLv2"]))
     await asyncio.gather(*detail_jobs)
 
     evidence: list[str] = []
@@ -239,15 +238,20 @@ async def _audit(ctx: AuditContext, endpoint: Endpoint, opts: TlsAuditOptions, t
     features = TlsFeatures(
         compression=f.compression, renegotiation_info=f.renegotiation_info,
         extended_master_secret=f.extended_master_secret, encrypt_then_mac=f.encrypt_then_mac,
-        fallback_scsv=f.fallback_scsv, prefers_tls13=f.prefers_tls13,
+        fallback_scsv=f.fallback_scsv, fallback_scsv_status=f.fallback_scsv_status,
+        fallback_scsv_detail=f.fallback_scsv_detail, prefers_tls13=f.prefers_tls13,
     )
     vulns = Vulnerabilities(notes=["sslyze vulnerability tests not run (TlsAuditOptions.vulnerabilities off)"])
     if opts.vulnerabilities:
-        from dcsaudit.probes.tls.vulns import run_sslyze
+        from dcsaudit.probes.tls.vulns import check_vulnerabilities
 
         # After the enumeration, not alongside it: sslyze's connections would compete with ours for
-        # the server's worker threads and make our handshakes time out.
-        vulns, reneg = await ctx.limiter.run_blocking(host, run_sslyze, host, port, opts.robot, to.tls_handshake)
+        # the server's worker threads and make our handshakes time out. sslyze gets our facts instead of
+        # re-testing them, and runs where the endpoint bound can stop it (issue 12 F1, issue 16).
+        top_version = next(v for v in reversed(TLS_VERSIONS) if v in accepted)
+        vulns, reneg = await check_vulnerabilities(
+            ctx, host, port, highest=top_version, suites=protocols.get(top_version, []), client_cert=client_cert,
+            robot=opts.robot, sni=sni, bound=to.endpoint - (time.perf_counter() - start) - 1.0)
         features = features.model_copy(update={"client_renegotiation": reneg})
     result = TlsResult(
         protocols=protocols, preference=pref, client_certificate=client_cert, groups=groups,
@@ -269,6 +273,7 @@ async def _audit(ctx: AuditContext, endpoint: Endpoint, opts: TlsAuditOptions, t
         "first_alerts": _alerts(f),
     })
     warnings = [f"{len(timeouts)} handshake(s) timed out twice; the lists may be incomplete"] if timeouts else []
+    warnings += f.notes
     return result.model_copy(update={
         "warnings": warnings, "evidence": [main_ev.id, *evidence],
         "duration_ms": round(elapsed, 1),

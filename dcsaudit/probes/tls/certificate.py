@@ -114,3 +114,16 @@ def describe(host: str, ders: list[bytes], ca_file: Path | None, now: datetime |
         self_signed=leaf.subject == leaf.issuer, san_dns=dns, san_ip=ips, matches_address=_matches(host, dns, ips),
         chain_length=len(certs), chain=chain, chain_valid=valid, chain_error=error,
     )
+
+
+def ec_curve(der: bytes) -> str | None:
+    """The named curve of an EC leaf certificate's key (cryptography's name, e.g. "secp256r1"), else None.
+
+    TLS 1.2 servers use an ECDSA certificate only when the client's supported_groups lists its curve
+    (RFC 4492 §5.1, kept by OpenSSL for TLS 1.2), so the group probes must offer it.
+    """
+    try:
+        kind, _bits, curve = _key(x509.load_der_x509_certificate(der))
+    except ValueError:
+        return None
+    return curve if kind == "EC" else None

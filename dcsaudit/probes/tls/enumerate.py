@@ -5,7 +5,8 @@ offer a set, note what the server picks, remove it, offer again until the server
 come out in the server's preference order if it has one; offering the accepted list reversed tells
 server order (same first pick) from client order (our first pick). Suites are offered in chunks so a
 ClientHello stays small (some servers choke on very large hellos). Groups and signature schemes are
-tested one per hello (in parallel), then ordered by elimination.
+tested one per hello (in parallel), then ordered by elimination; on an ECDSA-only TLS 1.2 server each hello
+also offers the certificate's curve, which OpenSSL needs to use the certificate at all.
 
 Every probe holds one connection slot of the shared limiter (dcsaudit/limits.py).
 """
@@ -17,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from dcsaudit.probes.tls import wire
+from dcsaudit.probes.tls import certificate, wire
 from dcsaudit.probes.tls.engine import Outcome
 from dcsaudit.probes.tls.tls13 import KEYED_GROUPS, KeyShare
 from dcsaudit.rules.tls_suites import (
@@ -40,6 +41,7 @@ ALL_GROUPS_12 = list(dict.fromkeys([*EC_GROUPS, GROUP_CODES["x25519"], GROUP_COD
 SIGALGS_12 = [c for c in SIGNATURE_SCHEMES]
 PROTO_RANK = {"SSLv3": 0, "TLSv1.0": 1, "TLSv1.1": 2, "TLSv1.2": 3, "TLSv1.3": 4}
 SSLV2_KINDS = [c for c in cipher_suites() if c > 0xFFFF]
+ALERT_INAPPROPRIATE_FALLBACK = 86  # RFC 7507 §2
 
 
 def suites_for(version: str) -> list[int]:
@@ -75,6 +77,9 @@ class RawFindings:
     sigalgs13_order: Order = "unknown"
     prefers_tls13: bool | None = None
     fallback_scsv: bool | None = None
+    fallback_scsv_status: Literal["supported", "not_supported", "not_applicable", "undetermined"] | None = None
+    fallback_scsv_detail: str | None = None
+    notes: list[str] = field(default_factory=list)  # why a list may be incomplete (beyond timeouts)
     compression: bool | None = None
     renegotiation_info: bool | None = None
     extended_master_secret: bool | None = None
@@ -203,20 +208,51 @@ class Enumerator:
             jobs.append(self._sigalgs12(signed))
         await asyncio.gather(*jobs)
 
-    async def _groups12(self, version: str, ecdhe: list[int]) -> None:
-        async def one(g: int) -> int | None:
-            out = await self._ask(self._spec(version, ecdhe, groups=[g]), full_flight=True)
-            kx = out.key_exchange
-            return g if out.accepted and kx is not None and kx.group == g else None
+    def _pinned_curve(self, suites: list[int]) -> int | None:
+        """The ECDSA certificate's curve when it must be in every TLS 1.2 offer, else None.
 
-        found = [g for g in await asyncio.gather(*(one(g) for g in ALL_GROUPS_12 if g < 256)) if g is not None]
+        OpenSSL (and RFC 4492 §5.1) uses an ECDSA certificate only if the client lists its curve, so on
+        an ECDSA-only server a hello offering one other group fails although that group is supported.
+        """
+        table = cipher_suites()
+        if not self.f.certificates or any(table[s].au.upper() != "ECDSA" for s in suites):
+            return None
+        name = certificate.ec_curve(self.f.certificates[0])
+        return GROUP_CODES.get(name) if name else None
+
+    async def _groups12(self, version: str, ecdhe: list[int]) -> None:
+        """TLS 1.2 ECDHE groups from the ServerKeyExchange named curve (RFC 8422 §5.4), ordered by elimination.
+
+        One group per hello, except on an ECDSA-only server: there each hello offers the probed group
+        first and the certificate's curve after it, and the ServerKeyExchange tells which of the two the
+        server took. A server that takes the certificate's curve either lacks the probed group or ranks
+        it lower; with client preference that means it lacks it, with server preference the two cannot
+        be told apart in TLS 1.2 and the audit says so (``RawFindings.notes``).
+        """
+        pin = self._pinned_curve(ecdhe)
 
         async def pick(offer: list[int]) -> int | None:
+            if pin is not None and pin not in offer:
+                offer = [*offer, pin]
             out = await self._ask(self._spec(version, ecdhe, groups=offer), full_flight=True)
             kx = out.key_exchange
             return kx.group if out.accepted and kx is not None else None
 
+        candidates = [g for g in ALL_GROUPS_12 if g < 256]
+        picks = await asyncio.gather(*(pick([g]) for g in candidates))
+        found = [g for g, p in zip(candidates, picks, strict=True) if p == g]
+        masked = [g for g, p in zip(candidates, picks, strict=True) if pin is not None and g != pin and p == pin]
         ordered, order = await self._order(found, pick)
+        if pin is not None and pin in ordered and order == "server" and len(ordered) > 1:
+            # Elimination cannot go past the certificate's curve: the server keeps picking it.
+            after = ordered[ordered.index(pin) + 1:]
+            if after and await pick(after) == pin:
+                self.f.notes.append(f"TLS 1.2 groups after {group_name(pin)} (the ECDSA certificate's curve) "
+                                    "are listed in no known order: the server prefers that curve and needs it offered")
+        if masked and order != "client":
+            self.f.notes.append(
+                f"TLS 1.2 groups: the ECDSA certificate needs {group_name(pin or 0)} in every offer; groups the "
+                f"server ranks below it cannot be told from unsupported ones ({len(masked)} such groups not listed)")
         self.f.groups12 = [group_name(g) for g in ordered]
         self.f.groups12_order = order
 
@@ -287,13 +323,35 @@ class Enumerator:
         sh = out.server_hello
         self.f.prefers_tls13 = bool(out.accepted and sh is not None and sh.version == 0x0304)
 
-    async def fallback(self, lower: str, suites: list[int]) -> None:
-        """RFC 7507: a hello for a lower version with TLS_FALLBACK_SCSV must get inappropriate_fallback."""
-        out = await self._ask(self._spec(lower, suites, fallback_scsv=True))
-        if out.kind == "alert" and out.alert is not None:
-            self.f.fallback_scsv = out.alert.description == 86
-        elif out.accepted:
-            self.f.fallback_scsv = False
+    async def fallback(self, accepted: list[str]) -> None:
+        """RFC 7507 §3: a hello for a lower version carrying TLS_FALLBACK_SCSV must get inappropriate_fallback.
+
+        Needs two accepted versions. The hello is for the highest accepted legacy version (TLS 1.1 or
+        older: the downgrade RFC 8996 is about), else the second-highest accepted version, with the
+        suites accepted there; anything but that alert or a ServerHello leaves the fact undetermined.
+        """
+        order = [v for v in ("TLSv1.3", "TLSv1.2", "TLSv1.1", "TLSv1.0", "SSLv3") if v in accepted]
+        if len(order) < 2:
+            self.f.fallback_scsv_status = "not_applicable"
+            self.f.fallback_scsv_detail = f"only {order[0] if order else 'no version'} accepted: nothing to fall back to"
+            return
+        legacy = [v for v in order[1:] if v in ("TLSv1.1", "TLSv1.0", "SSLv3")]
+        lower = legacy[0] if legacy else order[1]
+        out = await self._ask(self._spec(lower, self.f.versions[lower].suites, fallback_scsv=True))
+        sh = out.server_hello
+        said = f"{lower} hello with TLS_FALLBACK_SCSV (server accepts {order[0]})"
+        if out.kind == "alert" and out.alert is not None and out.alert.description == ALERT_INAPPROPRIATE_FALLBACK:
+            self.f.fallback_scsv, self.f.fallback_scsv_status = True, "supported"
+            self.f.fallback_scsv_detail = f"{said}: inappropriate_fallback alert"
+        elif out.accepted and sh is not None and sh.version == VERSION_CODES[lower]:
+            self.f.fallback_scsv, self.f.fallback_scsv_status = False, "not_supported"
+            self.f.fallback_scsv_detail = f"{said}: accepted ({suite_name(sh.cipher_suite)})"
+        else:
+            self.f.fallback_scsv_status = "undetermined"
+            answer = (f"alert {out.alert.name}" if out.kind == "alert" and out.alert is not None
+                      else f"ServerHello for {wire.version_name(sh.version)}" if sh is not None
+                      else f"{out.kind}{': ' + out.detail if out.detail else ''}")
+            self.f.fallback_scsv_detail = f"{said}: {answer}, neither inappropriate_fallback nor a {lower} ServerHello"
 
     async def _order(self, found: list[int], pick: Callable[[list[int]], Awaitable[int | None]]) -> tuple[list[int], Order]:
         """Order ``found`` by elimination; tell server from client preference by reversing the offer."""
