@@ -7,6 +7,9 @@ figures as a Markdown table (docs/benchmarks.md keeps them). Only loopback is to
 bounded in count and time. Not a test: run it by hand.
 
     .venv/bin/python benchmarks/identify_bench.py [--rounds 5] [--skip-nmap-sv]
+
+``--copies 4 --default-limits`` gives the 200-endpoint case of issue 16 (four of each peer, the default
+``scan.concurrency`` of 64 overall and 8 per host).
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ from tests.peers.dicom_peers import pynetdicom_scp, storescp
 from tests.peers.spine_peers import openssl_s_server, server_tls_context, silent_listener
 
 LOOPBACK = "127.0.0.1"
+# What each kind of peer must be identified as.
+EXPECTED = {"pynetdicom": "dicom", "pynetdicom-tls": "dicom-tls", "storescp": "dicom", "storescp-tls": "dicom-tls",
+            "http": "http", "openssl": "tls", "silent": "unknown"}
+last: dict[int, str] = {}  # port -> service of the latest round
 MIX = {"pynetdicom": 20, "pynetdicom-tls": 10, "storescp": 5, "storescp-tls": 5, "http": 5, "openssl": 3, "silent": 2}
 
 
@@ -47,10 +54,10 @@ def _http_server(stack: ExitStack) -> int:
     return int(server.server_address[1])
 
 
-def start_endpoints(stack: ExitStack, pki: TestPKI, tmp: Path) -> dict[int, str]:
+def start_endpoints(stack: ExitStack, pki: TestPKI, tmp: Path, copies: int = 1) -> dict[int, str]:
     ports: dict[int, str] = {}
     for kind, n in MIX.items():
-        for _ in range(n):
+        for _ in range(n * copies):
             if kind == "pynetdicom":
                 port = stack.enter_context(pynetdicom_scp())
             elif kind == "pynetdicom-tls":
@@ -69,15 +76,18 @@ def start_endpoints(stack: ExitStack, pki: TestPKI, tmp: Path) -> dict[int, str]
     return ports
 
 
-async def dcsaudit_round(ports: list[int]) -> tuple[float, float, Counter[str]]:
+async def dcsaudit_round(ports: list[int], default_limits: bool = False) -> tuple[float, float, Counter[str]]:
+    scan = {} if default_limits else {"concurrency": {"overall": 64, "per_host": 32}}
     cfg = parse_config({"deployment": "bench", "hosts": [{"address": LOOPBACK, "tcp_ports": ports, "udp_ports": []}],
-                        "scan": {"concurrency": {"overall": 64, "per_host": 32}}})
+                        "scan": scan})
     ctx = AuditContext.create(cfg)
     t0 = time.perf_counter()
     eps = await inventory_host(ctx, cfg.hosts[0])
     t1 = time.perf_counter()
     eps = await identify_all(ctx, eps)
     t2 = time.perf_counter()
+    last.clear()
+    last.update({e.port: e.service for e in eps})
     return t1 - t0, t2 - t0, Counter(e.service for e in eps)
 
 
@@ -97,28 +107,33 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--skip-nmap-sv", action="store_true")
     ap.add_argument("--nmap-timeout", type=float, default=900)
+    ap.add_argument("--copies", type=int, default=1, help="endpoints of each kind times this (4: 200 endpoints)")
+    ap.add_argument("--default-limits", action="store_true", help="default scan.concurrency (8 per host)")
     args = ap.parse_args()
+    copies = max(1, min(args.copies, 8))
     rounds = max(1, min(args.rounds, 20))
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         pki = TestPKI(Path(tmp))
-        ports = start_endpoints(stack, pki, Path(tmp))
+        ports = start_endpoints(stack, pki, Path(tmp), copies)
         plist = sorted(ports)
         truth = Counter(ports.values())
         inv, total = [], []
         services: Counter[str] = Counter()
         for _ in range(rounds):
-            a, b, services = asyncio.run(dcsaudit_round(plist))
+            a, b, services = asyncio.run(dcsaudit_round(plist, args.default_limits))
             inv.append(a)
             total.append(b)
+        wrong = {p: (ports[p], s) for p, s in last.items() if s != EXPECTED[ports[p]]}
         # Silent peers (listeners that never answer, openssl's echo server) cost the read timeout by
         # design; time the answering ones separately so both figures are visible.
         answering = [p for p in plist if ports[p] not in ("silent", "openssl")]
-        fast = [asyncio.run(dcsaudit_round(answering))[1] for _ in range(rounds)]
+        fast = [asyncio.run(dcsaudit_round(answering, args.default_limits))[1] for _ in range(rounds)]
         print(f"endpoints: {len(plist)} {dict(truth)}")
-        print(f"dcsaudit identified: {dict(services)}")
+        print(f"dcsaudit identified: {dict(services)}; not as expected: {wrong or 'none'}")
         print("| measurement | median | min | max |\n|---|---|---|---|")
-        print(f"| dcsaudit inventory (nmap: SYN scan as root, else connect), 50 ports | {statistics.median(inv):.2f} s | {min(inv):.2f} s | {max(inv):.2f} s |")
-        print(f"| dcsaudit inventory + identification, 50 ports | {statistics.median(total):.2f} s | {min(total):.2f} s | {max(total):.2f} s |")
+        n = len(plist)
+        print(f"| dcsaudit inventory (nmap: SYN scan as root, else connect), {n} ports | {statistics.median(inv):.2f} s | {min(inv):.2f} s | {max(inv):.2f} s |")
+        print(f"| dcsaudit inventory + identification, {n} ports | {statistics.median(total):.2f} s | {min(total):.2f} s | {max(total):.2f} s |")
         print(f"| dcsaudit inventory + identification, {len(answering)} answering ports | {statistics.median(fast):.2f} s | {min(fast):.2f} s | {max(fast):.2f} s |")
         if not args.skip_nmap_sv and shutil.which("nmap"):
             sv, note = nmap_sv(plist, args.nmap_timeout)

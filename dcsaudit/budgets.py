@@ -82,3 +82,74 @@ def tls_stage_seconds(cfg: DeploymentConfig, tls_hosts: list[str]) -> float:
 
 def collector_probe_seconds(cfg: DeploymentConfig) -> float:
     return cfg.scan.timeouts.endpoint
+
+
+def client_certs_endpoint_seconds(cfg: DeploymentConfig) -> float:
+    """Six handshakes one after another (five defective certificates and a control), each with one request."""
+    t = cfg.scan.timeouts
+    return 6 * (t.connect + t.tls_handshake + t.read + 2.0) + 1.0
+
+
+def client_certs_stage_seconds(cfg: DeploymentConfig, tls_hosts: list[str]) -> float:
+    """Each endpoint holds one of its host's ``per_host`` slots at a time; hosts run in parallel."""
+    per_host = cfg.scan.concurrency.per_host
+    waves = max((math.ceil(n / per_host) for n in per_host_counts(tls_hosts)), default=0)
+    return waves * client_certs_endpoint_seconds(cfg) + 1.0 + MARGIN_SECONDS
+
+
+def ntp_endpoint_seconds(cfg: DeploymentConfig) -> float:
+    """A mode-3 query and two control queries (each up to the read timeout), and one NTS-KE handshake."""
+    t = cfg.scan.timeouts
+    return 3 * t.read + t.connect + 1.0
+
+
+def ntp_stage_seconds(cfg: DeploymentConfig, hosts: list[str]) -> float:
+    """Every host and NTP port in parallel, ``per_host`` at a time on one host."""
+    n = len(dict.fromkeys(hosts))
+    waves = math.ceil(len(cfg.scan.ntp.ports) / cfg.scan.concurrency.per_host) if n else 0
+    return waves * ntp_endpoint_seconds(cfg) + MARGIN_SECONDS
+
+
+def dicomweb_endpoint_seconds(cfg: DeploymentConfig) -> float:
+    """Each base path once, then two more requests without and three with credentials, one after another;
+    each request is a connect and at most a few reads of ``read`` seconds."""
+    t = cfg.scan.timeouts
+    requests = len(cfg.scan.dicomweb.base_paths) + 2 + (3 if cfg.scan.dicomweb.auth else 0)
+    return requests * (t.connect + 2 * t.read) + 1.0
+
+
+def dicomweb_stage_seconds(cfg: DeploymentConfig, web_hosts: list[str]) -> float:
+    per_host = cfg.scan.concurrency.per_host
+    waves = max((math.ceil(n / per_host) for n in per_host_counts(web_hosts)), default=0)
+    return waves * dicomweb_endpoint_seconds(cfg) + MARGIN_SECONDS
+
+
+def ldap_endpoint_seconds(cfg: DeploymentConfig) -> float:
+    """Root DSE, anonymous bind, the optional simple bind and StartTLS: four connections one after another."""
+    t = cfg.scan.timeouts
+    return 4 * (t.connect + t.tls_handshake + t.read) + 1.0
+
+
+def ldap_stage_seconds(cfg: DeploymentConfig, ldap_hosts: list[str]) -> float:
+    per_host = cfg.scan.concurrency.per_host
+    waves = max((math.ceil(n / per_host) for n in per_host_counts(ldap_hosts)), default=0)
+    return waves * ldap_endpoint_seconds(cfg) + MARGIN_SECONDS
+
+
+def dns_endpoint_seconds(cfg: DeploymentConfig) -> float:
+    """Recursion over UDP and TCP, SOA with DO, AXFR: four queries one after another."""
+    t = cfg.scan.timeouts
+    return 4 * (t.connect + t.read) + 1.0
+
+
+def dns_stage_seconds(cfg: DeploymentConfig) -> float:
+    """Every host in parallel, its DNS ports ``per_host`` at a time."""
+    waves = math.ceil(len(cfg.scan.dns.ports) / cfg.scan.concurrency.per_host)
+    return waves * dns_endpoint_seconds(cfg) + MARGIN_SECONDS
+
+
+def dns_sd_stage_seconds(cfg: DeploymentConfig) -> float:
+    """Two PTR queries, then per instance (at most 32 per type) SRV, TXT, A and AAAA, one after another."""
+    from dcsaudit.probes.dns import MAX_INSTANCES  # the bound lives with the loop it bounds
+
+    return (2 + 2 * MAX_INSTANCES * 4) * cfg.scan.timeouts.read + MARGIN_SECONDS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from pathlib import Path
 
@@ -177,8 +178,8 @@ def test_http_server_is_http() -> None:
         server.server_close()
     assert ep.service == "http"
     assert ep.identification is not None and ep.identification.http is not None
-    http = ep.identification.http
-    assert http.kind == "http" and not http.over_tls and (http.status_line or "").startswith("HTTP/")
+    answer = ep.identification.http
+    assert answer.kind == "http" and not answer.over_tls and (answer.status_line or "").startswith("HTTP/")
 
 
 @pytest.mark.parametrize("client_cert", ["required"])
@@ -217,3 +218,99 @@ def test_plaintext_dicom_port_gets_no_tls_handshake_and_stays_free() -> None:
             else:
                 time.sleep(0.05)
     assert accepted
+
+
+def _https_server(pki: TestPKI) -> tuple[object, int]:
+    """http.server behind ssl: answers a complete GET, stays silent to a PDU (no line end)."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer((LOOPBACK, 0), http.server.SimpleHTTPRequestHandler)
+    server.socket = server_tls_context(pki).wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, int(server.server_address[1])
+
+
+def test_stdlib_https_server_is_https_without_waiting_a_read_timeout(pki: TestPKI) -> None:
+    # Given an HTTPS server from the standard library (it waits for a request line a PDU never sends)
+    server, port = _https_server(pki)
+    try:
+        # When it is identified
+        ep, elapsed, _ = identify(port)
+    finally:
+        server.shutdown()  # type: ignore[attr-defined]
+        server.server_close()  # type: ignore[attr-defined]
+    # Then it is HTTPS, found by the GET that started beside the silent A-ASSOCIATE-RQ inside TLS
+    assert ep.service == "https", ep.service_detail
+    assert ep.identification is not None and ep.identification.http is not None
+    assert ep.identification.http.over_tls and (ep.identification.http.status_line or "").startswith("HTTP/1.")
+    assert elapsed < READ_TIMEOUT, elapsed
+
+
+@pytest.mark.parametrize("mode", ["-WWW", "-www"])
+def test_openssl_s_server_web_modes_are_https(pki: TestPKI, mode: str) -> None:
+    # Given openssl s_server answering HTTP only to a complete GET request
+    with openssl_s_server(pki, [mode]) as port:
+        ep, elapsed, _ = identify(port)
+    # Then it is HTTPS, before the DICOM probe inside TLS timed out
+    assert ep.service == "https", (ep.service_detail, ep.identification)
+    assert elapsed < READ_TIMEOUT, elapsed
+
+
+def test_silent_tls_port_costs_one_read_timeout_not_two(pki: TestPKI) -> None:
+    # Given a TLS server (a thread per connection) that completes the handshake and then never answers
+    from tests.peers.common import tcp_server
+
+    server_ctx = server_tls_context(pki)
+
+    def handshake_then_silence(conn: socket.socket) -> None:
+        tls = server_ctx.wrap_socket(conn, server_side=True)
+        tls.settimeout(10)
+        while tls.recv(4096):
+            pass
+
+    with tcp_server(handshake_then_silence, threaded=True) as port:
+        ep, elapsed, _ = identify(port)
+    # Then it is TLS, and the DICOM and HTTPS probes inside TLS waited side by side
+    assert ep.service == "tls"
+    assert ep.identification is not None and ep.identification.http is not None
+    assert ep.identification.http.over_tls and ep.identification.http.kind == "silent"
+    assert elapsed < READ_TIMEOUT + 1.2, elapsed
+
+
+def test_one_connection_at_a_time_tls_server_is_still_identified(pki: TestPKI) -> None:
+    # Given openssl s_server in echo mode: it serves one connection at a time and never answers a PDU
+    with openssl_s_server(pki) as port:
+        ep, elapsed, _ = identify(port)
+    # Then it is TLS, without waiting two read timeouts
+    assert ep.service == "tls"
+    assert elapsed < 2 * READ_TIMEOUT, elapsed
+
+
+def test_configured_dicom_tls_ae_gets_no_https_probe_beside_it(pki: TestPKI) -> None:
+    # Given a pynetdicom TLS SCP configured as a TLS AE
+    with pynetdicom_scp(ssl_context=server_tls_context(pki)) as port:
+        ep, _, ctx = identify(port, [{"ae_title": "TESTSCP", "host": LOOPBACK, "port": port, "tls": True}])
+    # Then it is DICOM over TLS and no HTTP request was sent to it
+    assert ep.service == "dicom-tls"
+    assert not [e for e in ctx.evidence.items() if e.probe == "identify.http"]
+
+
+def test_silent_ports_do_not_starve_the_others_of_their_host() -> None:
+    # Given 12 listeners that never answer and one DICOM SCP on the same host, two slots per host
+    from contextlib import ExitStack
+
+    with ExitStack() as stack, pynetdicom_scp() as dicom_port:
+        silent = [stack.enter_context(silent_listener()) for _ in range(12)]
+        ports = [*silent, dicom_port]
+        ctx = AuditContext.create(_config(ports, concurrency={"overall": 4, "per_host": 2}))
+        eps = [Endpoint(host=LOOPBACK, port=p, protocol="tcp", state="open") for p in ports]
+        start = time.monotonic()
+        out = asyncio.run(identify_all(ctx, eps))
+        elapsed = time.monotonic() - start
+    # Then every port is identified, and a slot was held for work, not for waiting: each silent port
+    # costs its TLS handshake timeout (2 s) once, not once per two ports (holding slots took 12.4 s)
+    by_port = {e.port: e.service for e in out}
+    assert by_port[dicom_port] == "dicom"
+    assert all(by_port[p] == "unknown" for p in silent)
+    assert elapsed < 6.0, elapsed

@@ -1,14 +1,17 @@
 """Service identification by speaking each protocol (no ``nmap -sV``).
 
-For every open TCP port up to two probes run, each on its own connection (the TLS one only when the
+For every open TCP port up to three probes run, each on its own connection (the TLS one only when the
 plaintext one got no DICOM answer within HTTP_STAGGER, or TLS is expected on the port):
 
 * plaintext: an A-ASSOCIATE-RQ for Verification. Any A-ASSOCIATE-AC/RJ or A-ABORT proves DICOM
   (a reject still proves DICOM, PS3.8 §9.3); an ``HTTP/`` answer proves HTTP; a TLS alert proves the
-  port wants TLS.
+  port wants TLS. Still silent after HTTP_STAGGER: an HTTP ``GET /`` starts beside it.
 * TLS: a handshake with a permissive client (every version and suite, no verification: identification
-  is not the TLS audit). On success the same A-ASSOCIATE-RQ goes inside TLS (DICOM over TLS), and an
-  ``HTTP/`` answer means HTTPS.
+  is not the TLS audit). On success the same A-ASSOCIATE-RQ goes inside TLS (DICOM over TLS); still
+  silent after HTTP_STAGGER, an HTTPS ``GET /`` starts beside it, and an ``HTTP/`` answer means HTTPS.
+
+The first conclusive answer ends the probes still waiting, so a silent port costs one read timeout.
+A limiter slot is held only while a probe works (connect, handshake, send), not while it waits.
 
 A port that answers DICOM both in plaintext and inside TLS is reported as ``dicom-tls`` with
 ``plaintext_dicom = true``: the BCP 195 profiles ask for strict TLS.
@@ -21,7 +24,7 @@ import ssl
 import struct
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from dcsaudit.context import AuditContext
@@ -129,10 +132,13 @@ def _parse_header(head: bytes) -> tuple[int, int] | None:
 
 
 async def _speak_dicom(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, called: str, calling: str,
-                       timeout: float) -> Answer:
-    """Send A-ASSOCIATE-RQ for Verification, classify the first answer; release politely when accepted."""
+                       timeout: float, sent: Callable[[], Awaitable[None]] | None = None) -> Answer:
+    """Send A-ASSOCIATE-RQ for Verification, classify the first answer; release politely when accepted.
+    ``sent`` runs once the request is on its way (the caller gives up its work slot there)."""
     writer.write(ul.encode_associate_rq(called, calling, [ul.ProposedContext(1, ul.VERIFICATION, (ul.IMPLICIT_LE,))]))
     await writer.drain()
+    if sent is not None:
+        await sent()
     try:
         head = await _read_exact(reader, 6, timeout)
     except asyncio.IncompleteReadError as exc:
@@ -214,6 +220,11 @@ DICOM_TLS_PORT = 2762
 HTTP_STAGGER = 0.3
 # How long to listen for a post-handshake alert (TLS 1.3 client-certificate refusal) on loopback-to-LAN.
 EARLY_ALERT_WAIT = 0.25
+# How long the HTTPS probe's handshake may make no progress while the DICOM probe's TLS connection is
+# open before we conclude the server serves one connection at a time (openssl s_server does).
+HANDSHAKE_STALL = 0.3
+# A connect or TLS handshake that takes longer than this is the peer making us wait: the slot goes back.
+WORK_HOLD = 0.3
 # Handshake failures that still prove a TLS server (it answered with a TLS alert).
 _TLS_ALERT_MARKERS = ("ALERT", "NO_PROTOCOLS_AVAILABLE", "UNSUPPORTED_PROTOCOL", "NO_SHARED_CIPHER",
                       "NO_CIPHERS_AVAILABLE", "VERSION_TOO_LOW")
@@ -237,31 +248,123 @@ def _failure(exc: BaseException, what: str) -> Answer:
     return Answer(False, "error", Reason.PROTOCOL_ERROR, f"{what}: {type(exc).__name__}: {exc}")
 
 
-async def _speak_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, timeout: float) -> Answer:
-    """A minimal HEAD request: some servers answer a non-HTTP request without a status line."""
-    writer.write(f"HEAD / HTTP/1.0\r\nHost: {host}\r\nUser-Agent: dcsaudit\r\n\r\n".encode())
+def _open_cap() -> int:
+    """Connections identification may hold open at once: a quarter of the file-descriptor limit."""
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, ValueError, OSError):
+        return 256
+    if soft == resource.RLIM_INFINITY:
+        return 4096
+    return max(16, min(4096, soft // 4))
+
+
+@dataclass
+class _Probing:
+    """What the probes of one identification run share: the context, the permissive TLS client, and a
+    bound on the connections open at once (a limiter slot is held only for work, see ``_WorkSlot``)."""
+
+    ctx: AuditContext
+    sslctx: ssl.SSLContext
+    open_connections: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(_open_cap()))
+
+
+class _WorkSlot:
+    """A limiter slot held while a probe works (connect, TLS handshake, send) and given back while it only
+    waits for the peer. A port that makes us wait out a timeout must not starve the other ports of its
+    host (issue 16: at 200 endpoints, ports came out ``unknown`` after queueing for a slot). What stays
+    bounded: connections being opened per host (``scan.concurrency.per_host``), connections open at
+    once (``_Probing.open_connections``) and, per port, identification's at most three connections."""
+
+    def __init__(self, ctx: AuditContext, host: str) -> None:
+        self._cm = ctx.limiter.slot(host)
+        self._held = False
+
+    async def __aenter__(self) -> _WorkSlot:
+        await self._cm.__aenter__()
+        self._held = True
+        return self
+
+    async def release(self) -> None:
+        if self._held:
+            self._held = False
+            await self._cm.__aexit__(None, None, None)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.release()
+
+    async def open(self, run: _Probing, host: str, port: int, tls: bool) -> tuple[asyncio.StreamReader,
+                                                                                    asyncio.StreamWriter]:
+        """Connect (and handshake), bounded by the connect (+ handshake) timeout. A connection or handshake
+        still pending after WORK_HOLD is the peer making us wait, and the slot goes back meanwhile."""
+        t = run.ctx.config.scan.timeouts
+        pending = asyncio.ensure_future(asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=run.sslctx if tls else None, server_hostname=None,
+                                    ssl_handshake_timeout=t.tls_handshake if tls else None),
+            t.connect + (t.tls_handshake if tls else 0)))
+        try:
+            done, _ = await asyncio.wait({pending}, timeout=WORK_HOLD)
+            if not done:
+                await self.release()
+            return await pending
+        finally:
+            await _cancel(pending)
+
+
+# At most this much of an HTTP answer is read: the status line is all identification needs.
+HTTP_READ_LIMIT = 256
+
+
+def _host_header(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def _speak_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, port: int,
+                      timeout: float, sent: Callable[[], Awaitable[None]]) -> Answer:
+    """``GET /`` with ``Host`` and ``Connection: close`` (RFC 9112 §3.2, §9.6). Some servers answer only a
+    complete GET, not HEAD or a PDU (openssl s_server -WWW, embedded web servers). The read is bounded:
+    at most HTTP_READ_LIMIT bytes, until the status line ends, within ``timeout``."""
+    writer.write(f"GET / HTTP/1.1\r\nHost: {_host_header(host, port)}\r\nUser-Agent: dcsaudit\r\nAccept: */*\r\n"
+                 "Connection: close\r\n\r\n".encode())
     await writer.drain()
-    first = await asyncio.wait_for(reader.read(64), timeout)
+    await sent()
+    first = b""
+    try:
+        async with asyncio.timeout(timeout):
+            while len(first) < HTTP_READ_LIMIT and b"\n" not in first:
+                if len(first) >= 5 and not first.startswith(b"HTTP/"):
+                    break  # not an HTTP answer: no need to read on
+                chunk = await reader.read(HTTP_READ_LIMIT - len(first))
+                if not chunk:
+                    break
+                first += chunk
+    except TimeoutError:
+        if not first:
+            raise
     if first.startswith(b"HTTP/"):
-        status = first.split(b"\r\n", 1)[0].decode("ascii", errors="replace")
-        return Answer(True, "http", summary=f"HTTP answer to HEAD / ({status})", status_line=status)
+        status = first.split(b"\n", 1)[0].rstrip(b"\r")[:120].decode("ascii", errors="replace")
+        return Answer(True, "http", summary=f"HTTP answer to GET / ({status})", status_line=status)
     return Answer(False, "garbage" if first else "closed", Reason.PROTOCOL_ERROR,
-                  "no HTTP status line in answer to HEAD /", first)
+                  "no HTTP status line in answer to GET /", first)
 
 
-async def _one_exchange(ctx: AuditContext, host: str, port: int, sslctx: ssl.SSLContext | None, what: str,
-                        speak: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[Answer]]) -> Answer:
-    """One bounded connection (TLS when ``sslctx``) holding a limiter slot; any failure becomes an Answer."""
-    t = ctx.config.scan.timeouts
+Speak = Callable[[asyncio.StreamReader, asyncio.StreamWriter, Callable[[], Awaitable[None]]], Awaitable[Answer]]
+
+
+async def _one_exchange(run: _Probing, host: str, port: int, tls: bool, what: str, speak: Speak,
+                        connected: asyncio.Event | None = None) -> Answer:
+    """One bounded connection (TLS when ``tls``); its work slot is given back once the request is sent,
+    ``connected`` is set once the connection (and handshake) stands. Any failure becomes an Answer."""
     start = time.perf_counter()
     try:
-        async with ctx.limiter.slot(host):
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, ssl=sslctx, server_hostname=None,
-                                        ssl_handshake_timeout=t.tls_handshake if sslctx else None),
-                t.connect + (t.tls_handshake if sslctx else 0))
+        async with run.open_connections, _WorkSlot(run.ctx, host) as slot:
+            reader, writer = await slot.open(run, host, port, tls)
+            if connected is not None:
+                connected.set()
             try:
-                ans = await speak(reader, writer)
+                ans = await speak(reader, writer, slot.release)
             finally:
                 await _close(writer)
     except Exception as exc:
@@ -270,40 +373,52 @@ async def _one_exchange(ctx: AuditContext, host: str, port: int, sslctx: ssl.SSL
     return ans
 
 
-async def probe_http(ctx: AuditContext, host: str, port: int, sslctx: ssl.SSLContext | None) -> Answer:
-    """HTTP(S) probe on a fresh connection, used when the DICOM probe got a non-DICOM answer."""
-    return await _one_exchange(ctx, host, port, sslctx, "HTTP HEAD request",
-                               lambda r, w: _speak_http(r, w, host, ctx.config.scan.timeouts.read))
+async def probe_http(run: _Probing, host: str, port: int, tls: bool, connected: asyncio.Event | None = None) -> Answer:
+    """HTTP(S) ``GET /`` on a fresh connection."""
+    return await _one_exchange(run, host, port, tls, "HTTPS GET request" if tls else "HTTP GET request",
+                               lambda r, w, sent: _speak_http(r, w, host, port, run.ctx.config.scan.timeouts.read,
+                                                              sent), connected)
 
 
-async def probe_plain(ctx: AuditContext, host: str, port: int) -> Answer:
+async def probe_plain(run: _Probing, host: str, port: int) -> Answer:
     """A plaintext A-ASSOCIATE-RQ for Verification."""
+    ctx = run.ctx
     return await _one_exchange(
-        ctx, host, port, None, "plaintext A-ASSOCIATE-RQ",
-        lambda r, w: _speak_dicom(r, w, _called_ae(ctx, host, port), ctx.config.scan.calling_ae_title,
-                                  ctx.config.scan.timeouts.read))
+        run, host, port, False, "plaintext A-ASSOCIATE-RQ",
+        lambda r, w, sent: _speak_dicom(r, w, _called_ae(ctx, host, port), ctx.config.scan.calling_ae_title,
+                                        ctx.config.scan.timeouts.read, sent))
 
 
-async def probe_tls(ctx: AuditContext, host: str, port: int, sslctx: ssl.SSLContext) -> tuple[Answer, Answer | None]:
-    """TLS handshake, then an A-ASSOCIATE-RQ inside it. Returns (handshake, inner answer)."""
+@dataclass
+class _TlsOutcome:
+    """What the TLS probe saw so far: kept when the probe is cancelled because HTTPS answered first."""
+
+    hs: Answer | None = None
+    inner: Answer | None = None
+    sent: asyncio.Event = field(default_factory=asyncio.Event)  # the A-ASSOCIATE-RQ is on its way inside TLS
+
+
+async def probe_tls(run: _Probing, host: str, port: int, out: _TlsOutcome) -> None:
+    """TLS handshake, then an A-ASSOCIATE-RQ inside it; fills ``out`` (handshake, inner answer)."""
+    ctx = run.ctx
     t = ctx.config.scan.timeouts
     start = time.perf_counter()
-    inner: Answer | None = None
+
+    async def mark_sent() -> None:
+        out.sent.set()
+
     try:
-        async with ctx.limiter.slot(host):
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, ssl=sslctx, server_hostname=None,
-                                        ssl_handshake_timeout=t.tls_handshake),
-                t.connect + t.tls_handshake)
+        async with run.open_connections, _WorkSlot(ctx, host) as slot:
+            reader, writer = await slot.open(run, host, port, True)
             try:
                 sslobj = writer.get_extra_info("ssl_object")
                 # cipher() still answers when a post-handshake alert already closed the session
                 # (version() is then None).
                 suite, version, _bits = sslobj.cipher() or ("?", None, 0)
                 version = sslobj.version() or version
-                hs = Answer(True, "tls", summary=f"TLS handshake completed ({version}, {suite})",
-                            version=version, cipher=suite)
-                hs.ms = (time.perf_counter() - start) * 1000
+                out.hs = Answer(True, "tls", summary=f"TLS handshake completed ({version}, {suite})",
+                                version=version, cipher=suite, ms=(time.perf_counter() - start) * 1000)
+                await slot.release()  # the handshake was the work; from here on we mostly wait
                 try:
                     if version == "TLSv1.3":
                         # A TLS 1.3 server refuses a missing client certificate only after our Finished.
@@ -314,32 +429,107 @@ async def probe_tls(ctx: AuditContext, host: str, port: int, sslctx: ssl.SSLCont
                         except TimeoutError:
                             early = None
                         if early is not None:
-                            return hs, Answer(False, "closed" if not early else "banner",
-                                              None if early else Reason.RESET,
-                                              "server closed right after the handshake" if not early
-                                              else "server spoke first inside TLS (not DICOM)",
-                                              early)
-                    inner = await _speak_dicom(reader, writer, _called_ae(ctx, host, port),
-                                               ctx.config.scan.calling_ae_title, t.read)
+                            out.inner = Answer(False, "closed" if not early else "banner",
+                                               None if early else Reason.RESET,
+                                               "server closed right after the handshake" if not early
+                                               else "server spoke first inside TLS (not DICOM)", early)
+                            return
+                    out.inner = await _speak_dicom(reader, writer, _called_ae(ctx, host, port),
+                                                   ctx.config.scan.calling_ae_title, t.read, mark_sent)
                 except Exception as exc:
-                    inner = _failure(exc, "A-ASSOCIATE-RQ inside TLS")
+                    out.inner = _failure(exc, "A-ASSOCIATE-RQ inside TLS")
             finally:
                 await _close(writer)
-            return hs, inner
     except ssl.SSLError as exc:
         msg = f"{exc.reason or ''} {exc}".upper()
         ms = (time.perf_counter() - start) * 1000
         if any(m in msg for m in _CLIENT_CERT_MARKERS):
-            return Answer(True, "tls", Reason.CLIENT_CERTIFICATE_REQUIRED,
-                          f"TLS server requires a client certificate ({exc.reason})", ms=ms), None
-        if any(m in msg for m in _TLS_ALERT_MARKERS):
-            return Answer(True, "tls-alert", Reason.TLS_FAILURE,
-                          f"TLS server refused the handshake ({exc.reason})", ms=ms), None
-        return Answer(False, "not-tls", Reason.TLS_FAILURE, f"not a TLS answer ({exc.reason})", ms=ms), None
+            out.hs = Answer(True, "tls", Reason.CLIENT_CERTIFICATE_REQUIRED,
+                            f"TLS server requires a client certificate ({exc.reason})", ms=ms)
+        elif any(m in msg for m in _TLS_ALERT_MARKERS):
+            out.hs = Answer(True, "tls-alert", Reason.TLS_FAILURE, f"TLS server refused the handshake ({exc.reason})",
+                            ms=ms)
+        else:
+            out.hs = Answer(False, "not-tls", Reason.TLS_FAILURE, f"not a TLS answer ({exc.reason})", ms=ms)
     except Exception as exc:
-        ans = _failure(exc, "TLS handshake")
-        ans.ms = (time.perf_counter() - start) * 1000
-        return ans, None
+        if out.hs is None:
+            out.hs = _failure(exc, "TLS handshake")
+            out.hs.ms = (time.perf_counter() - start) * 1000
+
+
+TlsPath = tuple[Answer, Answer | None, Answer | None]
+
+
+async def _cancel(task: asyncio.Future[Any] | None) -> None:
+    """Cancel a probe we no longer need and let it close its connection (our own cancellation still propagates)."""
+    if task is not None and not task.done():
+        task.cancel()
+        await asyncio.wait({task})
+
+
+async def tls_path(run: _Probing, host: str, port: int, stagger_https: bool) -> TlsPath:
+    """(handshake, DICOM answer inside TLS, HTTPS answer). With ``stagger_https``, an HTTPS ``GET /`` starts
+    HTTP_STAGGER after the A-ASSOCIATE-RQ inside TLS went unanswered (DICOM acceptors answer at once; web
+    servers wait for a request line), and the first conclusive answer ends the other probe: a silent
+    TLS port costs one read timeout, not two. Without it (a configured DICOM AE), HTTPS is tried only
+    after a non-DICOM answer, so a slow acceptor gets no second connection.
+
+    A server that serves one connection at a time (openssl s_server) does not start the HTTPS handshake
+    while the DICOM probe's connection is open; after HANDSHAKE_STALL the DICOM probe is cut short so
+    the HTTPS one can run. When HTTPS then does not answer HTTP, the DICOM probe runs again in full:
+    the cut never turns a slow DICOM acceptor into a non-DICOM port.
+    """
+    out = _TlsOutcome()
+    task = asyncio.ensure_future(probe_tls(run, host, port, out))
+    https_task: asyncio.Future[Answer] | None = None
+    https: Answer | None = None
+    cut = False
+    try:
+        if stagger_https:
+            sent = asyncio.ensure_future(out.sent.wait())
+            await asyncio.wait({task, sent}, return_when=asyncio.FIRST_COMPLETED)
+            await _cancel(sent)
+            if not task.done():
+                await asyncio.wait({task}, timeout=HTTP_STAGGER)
+            if not task.done():
+                handshake = asyncio.Event()
+                https_task = asyncio.ensure_future(probe_http(run, host, port, True, handshake))
+                shook = asyncio.ensure_future(handshake.wait())
+                done, _ = await asyncio.wait({task, https_task, shook}, timeout=HANDSHAKE_STALL,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                await _cancel(shook)
+                if not done:  # neither answered nor handshook: one connection at a time
+                    cut = True
+                    await _cancel(task)
+                    out.inner = Answer(False, "silent", None, "A-ASSOCIATE-RQ inside TLS: no answer, and the server "
+                                       "did not start a second handshake while this connection was open (it "
+                                       "serves one connection at a time); cut short for the HTTPS probe")
+                await asyncio.wait({task, https_task}, return_when=asyncio.FIRST_COMPLETED)
+                if not task.done() and https_task.result().kind == "http":
+                    await _cancel(task)
+                    out.inner = Answer(False, "silent", None, "A-ASSOCIATE-RQ inside TLS: no answer before HTTPS "
+                                       "answered")
+        await asyncio.wait({task})
+        if not task.cancelled():
+            task.result()  # re-raises a bug in probe_tls: the stage bound records it
+        assert out.hs is not None
+        hs, inner = out.hs, out.inner
+        if https_task is not None:
+            if inner is not None and inner.kind == "dicom" and not https_task.done():
+                await _cancel(https_task)  # DICOM answered first: the HTTPS probe is not needed
+            else:
+                https = await https_task
+        elif hs.ok and inner is not None and inner.kind in ("garbage", "closed", "silent"):
+            https = await probe_http(run, host, port, True)
+        if cut and (https is None or https.kind != "http"):
+            again = _TlsOutcome()
+            await probe_tls(run, host, port, again)
+            if again.hs is not None:
+                hs, inner = again.hs, again.inner
+        return hs, inner, https
+    finally:
+        await _cancel(task)
+        await _cancel(https_task)
 
 
 def classify(port: int, plain: Answer, hs: Answer, inner: Answer | None,
@@ -379,56 +569,85 @@ def _tls_expected(ctx: AuditContext, host: str, port: int) -> bool:
                for ae in ctx.config.application_entities)
 
 
-async def identify_endpoint(ctx: AuditContext, ep: Endpoint, sslctx: ssl.SSLContext) -> Endpoint:
+def _configured_ae(ctx: AuditContext, host: str, port: int) -> bool:
+    return any(ae.port == port and ctx.config.address_of(ae.host) == host for ae in ctx.config.application_entities)
+
+
+def _tls_conclusive(path: TlsPath) -> bool:
+    hs, inner, https = path
+    return hs.ok and ((inner is not None and inner.kind == "dicom") or (https is not None and https.kind == "http"))
+
+
+async def identify_endpoint(run: _Probing, ep: Endpoint) -> Endpoint:
     """Identify one open TCP endpoint; never raises.
 
     The TLS probe waits for the plaintext answer (at most HTTP_STAGGER): when the port answered
     plaintext DICOM it is not sent at all, unless TLS is expected there. A ClientHello is garbage to a
     plaintext DICOM acceptor, and some (pynetdicom) keep one of their few association slots for such a
     connection until their ARTIM timer fires, even after it closed: the audit would then be the reason
-    the product looks busy.
+    the product looks busy. Probes still waiting when another gave a conclusive answer are ended.
     """
     if ep.protocol != "tcp" or ep.state != "open":
         return ep
-    plain_task = asyncio.ensure_future(probe_plain(ctx, ep.host, ep.port))
-    tls_task: asyncio.Future[tuple[Answer, Answer | None]] | None = None
-    if _tls_expected(ctx, ep.host, ep.port):
-        tls_task = asyncio.ensure_future(probe_tls(ctx, ep.host, ep.port, sslctx))
-    # Many HTTP servers wait for a line end that a PDU never sends. DICOM acceptors answer at once, so
-    # when the plaintext probe is still silent after a moment, a HEAD request starts beside it
-    # (staggered like Happy Eyeballs) instead of after the whole read timeout.
+    ctx = run.ctx
+    host, port = ep.host, ep.port
+    stagger_https = not _configured_ae(ctx, host, port)
+    plain_task = asyncio.ensure_future(probe_plain(run, host, port))
+    tls_task: asyncio.Future[TlsPath] | None = None
     http_task: asyncio.Future[Answer] | None = None
-    done, _ = await asyncio.wait({plain_task}, timeout=HTTP_STAGGER)
-    if tls_task is None and not (done and plain_task.result().kind == "dicom"):
-        tls_task = asyncio.ensure_future(probe_tls(ctx, ep.host, ep.port, sslctx))
-    if not done:
-        http_task = asyncio.ensure_future(probe_http(ctx, ep.host, ep.port, None))
-        await asyncio.wait({plain_task, http_task}, return_when=asyncio.FIRST_COMPLETED)
-        if http_task.done() and not plain_task.done() and http_task.result().kind == "http":
-            plain_task.cancel()  # an HTTP server: no need to wait out the PDU's read timeout
+    expected = _tls_expected(ctx, host, port)
     try:
-        plain = await plain_task
-    except asyncio.CancelledError:
-        if http_task is None or not http_task.done():
-            raise  # we are being cancelled ourselves
-        plain = Answer(False, "silent", None, "plaintext A-ASSOCIATE-RQ: no answer before HTTP answered")
-    if tls_task is not None:
-        hs, inner = await tls_task
-    else:
-        hs, inner = Answer(False, "not-probed", Reason.SKIPPED, "no TLS handshake: the port answered plaintext DICOM "
-                           "and TLS is not expected there (a ClientHello could hold one of the acceptor's association "
-                           "slots until its ARTIM timer)"), None
-    http = await http_task if http_task is not None else None
+        if expected:
+            tls_task = asyncio.ensure_future(tls_path(run, host, port, stagger_https))
+        # Many HTTP servers wait for a line end that a PDU never sends. DICOM acceptors answer at once, so
+        # when the plaintext probe is still silent after a moment, a GET starts beside it (staggered like
+        # Happy Eyeballs) instead of after the whole read timeout.
+        done, _ = await asyncio.wait({plain_task}, timeout=HTTP_STAGGER)
+        if tls_task is None and not (done and plain_task.result().kind == "dicom"):
+            tls_task = asyncio.ensure_future(tls_path(run, host, port, stagger_https))
+        if not done:
+            http_task = asyncio.ensure_future(probe_http(run, host, port, False))
+        # The first conclusive answer ends a silent PDU: HTTP in plaintext, or DICOM / HTTP inside TLS. Where
+        # TLS is expected, the plaintext answer is a fact of its own (a DICOM-TLS port that also accepts
+        # plaintext DICOM), so TLS does not end it there.
+        ended_by = ""
+        while not plain_task.done():
+            waiting = {t for t in (plain_task, http_task, tls_task) if t is not None and not t.done()}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if http_task is not None and http_task.done() and http_task.result().kind == "http":
+                ended_by = "HTTP"
+            elif not expected and tls_task is not None and tls_task.done() and _tls_conclusive(tls_task.result()):
+                ended_by = "TLS"
+            if ended_by and not plain_task.done():
+                await _cancel(plain_task)
+                break
+        if plain_task.cancelled():
+            plain = Answer(False, "silent", None, f"plaintext A-ASSOCIATE-RQ: no answer before {ended_by} answered")
+        else:
+            plain = plain_task.result()
+        if tls_task is not None:
+            hs, inner, https = await tls_task
+        else:
+            hs, inner, https = Answer(False, "not-probed", Reason.SKIPPED, "no TLS handshake: the port answered "
+                                      "plaintext DICOM and TLS is not expected there (a ClientHello could hold one "
+                                      "of the acceptor's association slots until its ARTIM timer)"), None, None
+        if http_task is not None and ended_by == "TLS":
+            await _cancel(http_task)  # the TLS side answered; a plaintext GET cannot change the result
+        http = await http_task if http_task is not None and not http_task.cancelled() else None
+    finally:
+        await _cancel(plain_task)
+        await _cancel(http_task)
+        await _cancel(tls_task)
     # What classification reads: the DICOM answers, or the HTTP answer where that is what spoke.
     plain_seen, inner_seen = plain, inner
     http_over_tls = False
-    if hs.ok and inner is not None and inner.kind in ("garbage", "closed", "silent"):
-        http, http_over_tls = await probe_http(ctx, ep.host, ep.port, sslctx), True
-        if http.kind in ("http", "client-cert"):
-            inner_seen = http
+    if https is not None:
+        http, http_over_tls = https, True
+        if https.kind in ("http", "client-cert"):
+            inner_seen = https
     elif not hs.ok and plain.kind in ("garbage", "closed", "silent"):
-        if http is None:  # the PDU got a non-HTTP answer quickly: still worth one HEAD
-            http = await probe_http(ctx, ep.host, ep.port, None)
+        if http is None:  # the PDU got a non-HTTP answer quickly: still worth one GET
+            http = await probe_http(run, host, port, False)
         if http.kind == "http":
             plain_seen = http
     ids = list(ep.evidence)
@@ -468,10 +687,11 @@ async def identify_all(ctx: AuditContext, endpoints: list[Endpoint],
         ctx.evidence.add("identify.tls", "*", False, f"cannot load the TLS client credentials: {type(exc).__name__}",
                          reason=Reason.INTERNAL_ERROR)
         sslctx = _identify_context(ctx, with_credentials=False)
+    run = _Probing(ctx, sslctx)
     out = sink if sink is not None else list(endpoints)
 
     async def one(i: int, ep: Endpoint) -> None:
-        out[i] = await identify_endpoint(ctx, ep, sslctx)
+        out[i] = await identify_endpoint(run, ep)
 
     await asyncio.gather(*(one(i, ep) for i, ep in enumerate(list(endpoints))))
     return list(out)

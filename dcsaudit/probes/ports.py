@@ -146,7 +146,7 @@ async def inventory_host(ctx: AuditContext, host: Host) -> list[Endpoint]:
                          reason=Reason.NOT_AVAILABLE)
 
     missing_tcp = [p for p in tcp if ("tcp", p) not in results]
-    if missing_tcp:
+    if missing_tcp:  # nmap absent, failed, or skipped ports (e.g. a name it could not resolve)
         async def one(port: int) -> None:
             async with ctx.limiter.slot(address):
                 results[("tcp", port)] = await _connect_state(address, port, t.connect)
@@ -155,13 +155,15 @@ async def inventory_host(ctx: AuditContext, host: Host) -> list[Endpoint]:
     log.info("inventory of %s: %d TCP / %d UDP ports by %s, %d open", address, len(tcp), len(udp), used,
              sum(1 for state, _ in results.values() if state == "open"))
     for (proto, port), (state, reason) in sorted(results.items()):
-        ev = ctx.evidence.add(f"ports.{used if proto == 'tcp' else 'nmap'}", f"{address}:{port}/{proto}",
+        # The label names the scanner that produced this port's state: ports.nmap only when nmap did.
+        scanner = "connect" if proto == "tcp" and port in missing_tcp else "nmap"
+        ev = ctx.evidence.add(f"ports.{scanner}", f"{address}:{port}/{proto}",
                               True, f"{proto.upper()} {port} {state} ({reason})",
-                              data={"state": state, "reason": reason, "scanner": used if proto == "tcp" else "nmap",
+                              data={"state": state, "reason": reason, "scanner": scanner,
                                     # a completed TCP connection without a request: some DICOM acceptors
                                     # hold an association slot for it until their ARTIM timer fires
                                     "bare_connect": proto == "tcp" and state == "open"
-                                    and not (used == "nmap" and privileged)})
+                                    and not (scanner == "nmap" and privileged)})
         endpoints.append(Endpoint(host=address, port=port, protocol=proto,
                                   state=state, evidence=[ev.id]))
 
