@@ -3,6 +3,7 @@ hostile inputs, and a 10,000-message burst."""
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import time
@@ -195,26 +196,39 @@ def test_connection_limit_bounds_resources(pki: TestPKI) -> None:
         assert o.application_activity(True, ["X"]), o.last_error
     assert wait_until(lambda: len(c.snapshot()) >= 1, 5)
     trail = c.stop(drain_seconds=0.2)
-    # Then the third stalled sender was turned away and the collector still served the next one
-    assert trail.dropped.get("connection_limit") == 1
+    # Then the stalled sender silent longest was closed to admit the third, and the collector still served
+    # the next one
+    assert trail.dropped.get("evicted_idle_connection_limit") == 1
     assert len(trail.messages) == 1 and trail.messages[0].valid
 
 
-def test_burst_of_10000_over_tls_loses_nothing(collector: SyslogCollector) -> None:
-    # Given a burst of 10,000 messages of about 1.5 KB on one TLS connection
+def test_burst_of_10000_over_tls_loses_nothing(pki: TestPKI, tmp_path: Path) -> None:
+    # Given a collector writing its files to a directory, and a burst of 10,000 messages of ~1.5 KB on one
+    # TLS connection
+    c = SyslogCollector(LOOPBACK, 0, None, EvidenceLog(), cert_file=pki.server_chain, key_file=pki.server_key,
+                        out_dir=tmp_path, keep_all=100, per_class=5)
+    c.start()
     msg = originator_messages()["store"]
     assert 1300 < len(msg) < 1800
     frame = build.octet_frame(msg)
-    s = _tls(collector.tls_port or 0)
+    s = _tls(c.tls_port or 0)
     s.sendall(frame * 10_000)
     _close(s)
-    # When the collector has read them all
-    assert wait_until(lambda: len(collector.snapshot()) >= 10_000, 60, interval=0.1)
-    trail = collector.stop(drain_seconds=0.5)
-    # Then none is lost and all are valid
-    assert len(trail.messages) == 10_000
+    # When the collector has received and classified them all
+    assert wait_until(lambda: c.received() >= 10_000, 30, interval=0.05)
+    assert wait_until(lambda: c.classified() >= 10_000, 90, interval=0.1)
+    trail = c.stop(drain_seconds=0.5)
+    # Then none is lost, all are valid and classified, every one is in the JSON Lines file, and the trail
+    # keeps the first 100 whole (the report's size does not grow with the volume)
+    assert (trail.received, trail.classified, len(trail.messages)) == (10_000, 10_000, 100)
     assert all(m.valid for m in trail.messages)
     assert not trail.dropped
+    [cls] = trail.classes
+    assert (cls.transport, cls.event_id, cls.valid, cls.count, cls.examples) == ("tls", "110104", True, 10_000,
+                                                                                [0, 1, 2, 3, 4])
+    lines = (tmp_path / "messages.jsonl").read_text().splitlines()
+    assert len(lines) == 10_000 and json.loads(lines[-1])["index"] == 9_999
+    assert trail.messages_file == str(tmp_path / "messages.jsonl") and trail.received_file
 
 
 def test_every_framing_error_has_a_dropped_counter() -> None:

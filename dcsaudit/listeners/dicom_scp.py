@@ -12,6 +12,18 @@ carry on.
 
 The ClientHello is read with ``MSG_PEEK`` before the socket is wrapped, so the real handshake is not
 disturbed; parsing is :func:`dcsaudit.probes.tls.wire.parse_client_hello`.
+
+Hostile initiators (issue 12 F6-F10): the accept loop only accepts; each connection has its own thread
+for the ClientHello peek and the TLS handshake (bounded by ``handshake_timeout``), so silent peers
+never delay the next one. pynetdicom never reads the peer's socket: the connection thread reads the
+first PDU, checks it (:mod:`dcsaudit.listeners.ul_guard`: PDU type, a length cap, the A-ASSOCIATE-RQ's
+structure and pynetdicom's own decoder), answers a bad one with A-ABORT and records it, and relays a
+good association to a pynetdicom acceptor over a socket pair, header by header: a PDU above the cap, a
+second A-ASSOCIATE-RQ, an acceptor's PDU from the requestor are refused with A-ABORT; PDUs after the
+association ended are dropped. One connection is one record at most (events that come after it was
+frozen change nothing), and its outcome is what the relay saw pass (AC, RJ, RP, A-ABORT). At most
+``max_connections`` are served at once; more get A-ASSOCIATE-RJ (transient, local limit exceeded). A
+connection that never sends a PDU (a port check) is counted, not recorded as an initiator.
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import select
 import shutil
 import socket
 import ssl
@@ -36,14 +49,26 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dcsaudit import certs
 from dcsaudit.evidence import EvidenceLog
+from dcsaudit.listeners import ul_guard
 from dcsaudit.models.core import Reason
 from dcsaudit.models.dicom import Initiator, PresentationContextResult, TlsOffer
 from dcsaudit.rules.implementations import recognise
 from dcsaudit.rules.sop_classes import name_of
 
-HANDSHAKE_TIMEOUT = 10.0
+HANDSHAKE_TIMEOUT = 10.0  # ClientHello + TLS handshake, in the connection's own thread (never the accept loop)
+REQUEST_TIMEOUT = 30.0  # from connect (or handshake) to a whole A-ASSOCIATE-RQ (PS3.8 ARTIM-like bound)
+IDLE_TIMEOUT = 60.0  # no octet in either direction: the association is aborted
+MAX_CONNECTIONS = 64  # connections served at once; more are answered A-ASSOCIATE-RJ (local limit exceeded)
+MAX_RECORDS = 10_000  # initiators kept; beyond that they are counted in the closing evidence
+STOP_GRACE = 0.5  # seconds open associations get to end by themselves when the listener stops
 PEEK_LIMIT = 16384
+_POLL = 0.2
+_CHUNK = 65536
 _SAFE = re.compile(r"[^0-9A-Za-z._-]")
+
+
+class _Stopped(Exception):
+    pass
 
 
 @dataclass
@@ -61,6 +86,22 @@ class _Record:
     stored: int = 0
     outcome: str = "requested"
     tls_offer: TlsOffer | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def error(self, text: str) -> None:
+        if len(self.errors) < 20:
+            self.errors.append(text)
+
+
+@dataclass
+class _Conn:
+    """One TCP connection: at most one association, so at most one record (no phantoms, F10)."""
+
+    rec: _Record
+    key: tuple[str, int]
+    assoc: Any = None
+    finished: bool = False
+    unrecorded: str | None = None  # counted under this name instead of becoming an Initiator
 
 
 def _describe_cert(der: bytes) -> dict[str, str]:
@@ -76,31 +117,29 @@ def _describe_cert(der: bytes) -> dict[str, str]:
     return out
 
 
-def _peek_client_hello(sock: socket.socket) -> bytes:
-    """Peek (without consuming) until one whole TLS record is buffered, or the deadline passes."""
-    deadline = time.monotonic() + HANDSHAKE_TIMEOUT
-    data = b""
-    while time.monotonic() < deadline:
-        sock.settimeout(max(0.05, deadline - time.monotonic()))
-        data = sock.recv(PEEK_LIMIT, socket.MSG_PEEK)
-        if not data:
-            return b""
-        if data[0] & 0x80:  # SSLv2-format hello: 2-byte header
-            need = 2 + ((data[0] & 0x7F) << 8 | data[1]) if len(data) >= 2 else 3
-        else:
-            need = 5 + struct.unpack(">H", data[3:5])[0] if len(data) >= 5 else 6
-        if len(data) >= min(need, PEEK_LIMIT):
-            return data
-        time.sleep(0.005)
-    return data
+def _ready(fds: list[int], write: bool, timeout: float) -> list[int]:
+    """The fds ready to read (or write) within ``timeout`` s. poll(), not select(): a listener holding
+    more than 1,024 sockets gets descriptors select() cannot take."""
+    p = select.poll()
+    mask = select.POLLOUT if write else select.POLLIN
+    for fd in fds:
+        p.register(fd, mask | select.POLLERR | select.POLLHUP)
+    return [fd for fd, _ev in p.poll(max(0, int(timeout * 1000)))]
 
 
 class DicomListener:
-    """Plain and/or TLS DICOM SCP recording each incoming association as an :class:`Initiator`."""
+    """Plain and/or TLS DICOM SCP recording each incoming association as an :class:`Initiator`.
+
+    Each connection is served by its own thread: TLS handshake, then the first PDU is read and checked
+    (:mod:`dcsaudit.listeners.ul_guard`) before pynetdicom sees anything; a good A-ASSOCIATE-RQ is then
+    relayed to a pynetdicom acceptor over a socket pair, PDU header by PDU header, so that an absurd PDU
+    length or a PDU after the association ended is refused at the relay."""
 
     def __init__(self, bind: str, dicom_port: int | None, dicom_tls_port: int | None, evidence: EvidenceLog, *,
                  tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None, store_dir: Path | None,
-                 ae_title: str = "DCSAUDIT") -> None:
+                 ae_title: str = "DCSAUDIT", max_connections: int = MAX_CONNECTIONS,
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT, request_timeout: float = REQUEST_TIMEOUT,
+                 idle_timeout: float = IDLE_TIMEOUT) -> None:
         self.bind = bind
         self.dicom_port = dicom_port
         self.dicom_tls_port = dicom_tls_port
@@ -108,11 +147,18 @@ class DicomListener:
         self.tls_cert, self.tls_key, self.tls_ca = tls_cert, tls_key, tls_ca
         self.store_dir = store_dir
         self.ae_title = ae_title
-        self._servers: list[Any] = []
+        self.handshake_timeout = handshake_timeout
+        self.request_timeout = request_timeout
+        self.idle_timeout = idle_timeout
         self._lock = threading.Lock()
-        self._live: dict[int, _Record] = {}
-        self._tls_by_peer: dict[tuple[str, int], TlsOffer] = {}
+        self._stop = threading.Event()
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._listen_socks: list[socket.socket] = []
+        self._accept_threads: list[threading.Thread] = []
+        self._conn_threads: list[threading.Thread] = []
+        self._conns: dict[tuple[str, int], _Conn] = {}
         self._done: list[Initiator] = []
+        self._counts: dict[str, int] = {}
         self._tmp: Path | None = None
         self._ssl: ssl.SSLContext | None = None
 
@@ -147,111 +193,416 @@ class DicomListener:
             sc.verify_mode = ssl.CERT_OPTIONAL
         return sc
 
+    def _acceptor(self, port: int) -> Any:
+        """A pynetdicom server object used only to make acceptors (its own socket is closed at once)."""
+        handlers: list[Any] = [
+            (evt.EVT_CONN_OPEN, self._on_open), (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_C_ECHO, self._on_echo), (evt.EVT_C_STORE, self._on_store), (evt.EVT_USER_ID, self._on_user_id),
+        ]
+        family_host = "::1" if ":" in self.bind else "127.0.0.1"
+        srv = self._ae().make_server((family_host, 0), evt_handlers=handlers)
+        srv.server_close()
+        srv.server_address = (self.bind, port)
+        return srv
+
+    def _listen(self, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.bind else socket.AF_INET
+        s = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((self.bind, port))
+            s.listen(128)
+        except OSError:
+            s.close()
+            raise
+        s.settimeout(_POLL)
+        self._listen_socks.append(s)
+        return s
+
     def start(self) -> None:
         """Bind and serve in background threads; returns once listening (chosen ports are then set)."""
-        handlers: list[Any] = [
-            (evt.EVT_REQUESTED, self._on_requested), (evt.EVT_ACCEPTED, self._on_state, ["accepted"]),
-            (evt.EVT_REJECTED, self._on_state, ["rejected"]), (evt.EVT_ABORTED, self._on_state, ["aborted"]),
-            (evt.EVT_RELEASED, self._on_state, ["released"]), (evt.EVT_C_ECHO, self._on_echo),
-            (evt.EVT_C_STORE, self._on_store), (evt.EVT_USER_ID, self._on_user_id),
-            (evt.EVT_CONN_CLOSE, self._on_close),
-        ]
         try:
             if self.dicom_port is not None:
-                srv = self._ae().start_server((self.bind, self.dicom_port), block=False, evt_handlers=handlers)
-                assert srv is not None  # non-blocking start_server returns the server
-                self._servers.append(srv)
-                self.dicom_port = int(srv.server_address[1])
+                s = self._listen(self.dicom_port)
+                self.dicom_port = int(s.getsockname()[1])
+                self._spawn_accept(s, False)
             if self.dicom_tls_port is not None:
                 self._ssl = self._ssl_context()
-                srv = self._ae().start_server((self.bind, self.dicom_tls_port), block=False, evt_handlers=handlers)
-                assert srv is not None
-                srv.get_request = self._tls_get_request(srv)  # type: ignore[method-assign]  # peek, then wrap
-                self._servers.append(srv)
-                self.dicom_tls_port = int(srv.server_address[1])
+                s = self._listen(self.dicom_tls_port)
+                self.dicom_tls_port = int(s.getsockname()[1])
+                self._spawn_accept(s, True)
         except BaseException:
             self.stop()
             raise
 
-    def stop(self) -> list[Initiator]:
-        for srv in self._servers:
-            with contextlib.suppress(Exception):
-                srv.shutdown()
-                srv.server_close()
-        self._servers.clear()
+    def _spawn_accept(self, s: socket.socket, tls: bool) -> None:
+        port = int(s.getsockname()[1])
+        t = threading.Thread(target=self._accept_loop, args=(s, tls, self._acceptor(port)),
+                             name=f"listen-dicom-accept-{port}", daemon=True)
+        t.start()
+        self._accept_threads.append(t)
+
+    def stop(self, grace: float = STOP_GRACE) -> list[Initiator]:
+        """Stop accepting, give open associations ``grace`` seconds, abort the rest; return the records.
+        Bounded: about ``grace`` + 1.5 s whatever the peers do."""
+        for s in self._listen_socks:
+            with contextlib.suppress(OSError):
+                s.close()
+        deadline = time.monotonic() + grace
+        for t in list(self._conn_threads):
+            t.join(max(0.0, deadline - time.monotonic()))
+        self._stop.set()
+        for t in [*self._accept_threads, *self._conn_threads]:
+            t.join(max(0.05, deadline + 1.0 - time.monotonic()))
         with self._lock:
-            for key in list(self._live):
-                self._finish(key)
+            for conn in list(self._conns.values()):  # a thread that did not end in time
+                conn.rec.error("listener stopped during the association")
+                self._finish(conn)
             done = list(self._done)
+            counts = dict(self._counts)
+        if counts:
+            self.evidence.add("listen.dicom", self.bind, ok=True,
+                              summary="connections not recorded one by one: "
+                              + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), data=counts)
+        self._listen_socks.clear()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
         return done
 
+    # ------------------------------------------------------------------ accept and serve
+
+    def _count(self, what: str) -> None:
+        with self._lock:
+            self._counts[what] = self._counts.get(what, 0) + 1
+
+    def _accept_loop(self, s: socket.socket, tls: bool, srv: Any) -> None:
+        port = int(srv.server_address[1])
+        while not self._stop.is_set():
+            try:
+                raw, addr = s.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stop.is_set() or s.fileno() < 0:
+                    return
+                time.sleep(_POLL)  # EMFILE and the like: back off instead of spinning
+                continue
+            if not self._slots.acquire(blocking=False):
+                self._count("refused_connection_limit")
+                with contextlib.suppress(OSError):
+                    if not tls:  # transient reject, local limit exceeded (PS3.8 §9.3.4)
+                        raw.setblocking(False)
+                        raw.send(ul_guard.associate_rj(2, 3, 2))
+                    raw.close()
+                continue
+            t = threading.Thread(target=self._serve, args=(raw, addr, tls, port, srv),
+                                 name=f"listen-dicom-{addr[1]}", daemon=True)
+            self._conn_threads.append(t)
+            t.start()
+            if len(self._conn_threads) > 256:  # forget finished threads so a long listen stays small
+                self._conn_threads = [x for x in self._conn_threads if x.is_alive()]
+
+    def _serve(self, raw: socket.socket, addr: Any, tls: bool, port: int, srv: Any) -> None:
+        key = (str(addr[0]), int(addr[1]))
+        conn = _Conn(rec=_Record(peer=key[0], port=port, tls=tls), key=key)
+        with self._lock:
+            self._conns[key] = conn
+        stream: socket.socket | None = None
+        try:
+            raw.setblocking(False)
+            stream = self._tls_accept(raw, conn) if tls else raw
+            if stream is not None:
+                self._associate(stream, conn, srv)
+        except _Stopped:
+            if conn.rec.outcome != "tls_failure":
+                conn.rec.error("listener stopped during the association")
+            if conn.rec.outcome in ("requested", "accepted"):
+                conn.rec.outcome = "aborted"
+        except Exception as exc:  # never let a connection thread die silently
+            conn.rec.error(f"internal error: {type(exc).__name__}: {str(exc)[:160]}")
+        finally:
+            for sock in (stream, raw):
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.close()
+            if conn.assoc is not None:
+                conn.assoc.join(1.0)  # let pynetdicom's last events land on this record
+            with self._lock:
+                self._finish(conn)
+            self._slots.release()
+
+    # ------------------------------------------------------------------ bounded socket I/O
+
+    def _wait(self, sock: socket.socket, write: bool, deadline: float) -> None:
+        while True:
+            if self._stop.is_set():
+                raise _Stopped()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError()
+            if _ready([sock.fileno()], write, min(_POLL, left)):
+                return
+
+    def _recv(self, sock: socket.socket, n: int, deadline: float) -> bytes:
+        """Up to ``n`` octets (b'' when the peer closed), waiting at most until ``deadline``."""
+        while True:
+            if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                self._wait(sock, False, deadline)
+            try:
+                return sock.recv(n)
+            except (ssl.SSLWantReadError, BlockingIOError):
+                continue
+            except ssl.SSLWantWriteError:
+                self._wait(sock, True, deadline)
+
+    def _recv_exact(self, sock: socket.socket, n: int, deadline: float) -> bytes | None:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self._recv(sock, min(n - len(buf), _CHUNK), deadline)
+            if not chunk:
+                return None
+            buf += chunk
+        return bytes(buf)
+
+    def _send(self, sock: socket.socket, data: bytes, deadline: float) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                sent = sock.send(view[:_CHUNK])
+                view = view[sent:]
+            except (ssl.SSLWantWriteError, BlockingIOError):
+                self._wait(sock, True, deadline)
+            except ssl.SSLWantReadError:
+                self._wait(sock, False, deadline)
+
+    def _answer(self, sock: socket.socket, pdu: bytes) -> None:
+        """Best effort: a peer that does not read is not waited for long."""
+        with contextlib.suppress(OSError, TimeoutError, _Stopped):
+            self._send(sock, pdu, time.monotonic() + 2.0)
+
     # ------------------------------------------------------------------ TLS accept
 
-    def _tls_get_request(self, srv: Any) -> Any:
-        def get_request() -> tuple[socket.socket, tuple[str, int]]:
-            raw, addr = srv.socket.accept()
-            peer = (str(addr[0]), int(addr[1]))
-            offer: dict[str, Any] = {}
+    def _peek_client_hello(self, sock: socket.socket, deadline: float) -> bytes:
+        """Peek (without consuming) until one whole TLS record is buffered, or the deadline passes."""
+        data = b""
+        grew = time.monotonic()
+        while True:
             try:
-                hello = _peek_client_hello(raw)
-                if hello:
-                    from dcsaudit.probes.tls.wire import parse_client_hello
+                self._wait(sock, False, deadline)
+            except TimeoutError:
+                return data
+            try:
+                peeked = sock.recv(PEEK_LIMIT, socket.MSG_PEEK)
+            except BlockingIOError:
+                continue
+            if not peeked:
+                return b""
+            if len(peeked) > len(data):
+                data, grew = peeked, time.monotonic()
+            elif time.monotonic() - grew > 0.5:
+                return data  # stalled (or closed) mid-record: the handshake will tell which
+            if data[0] & 0x80:  # SSLv2-format hello: 2-byte header
+                need = 2 + ((data[0] & 0x7F) << 8 | data[1]) if len(data) >= 2 else 3
+            else:
+                need = 5 + struct.unpack(">H", data[3:5])[0] if len(data) >= 5 else 6
+            if len(data) >= min(need, PEEK_LIMIT):
+                return data
+            time.sleep(0.005)  # part of the record is in: wait for the rest without spinning
 
-                    try:
-                        ch = parse_client_hello(hello)
-                        offer.update(versions=list(ch.versions), cipher_suites=list(ch.cipher_suites),
-                                     groups=list(ch.groups), signature_algorithms=list(ch.signature_algorithms),
-                                     server_name=ch.sni)
-                    except ValueError as exc:
-                        offer["handshake_error"] = f"first bytes are not a ClientHello: {exc}"
-                raw.settimeout(HANDSHAKE_TIMEOUT)
-                assert self._ssl is not None
-                tls = self._ssl.wrap_socket(raw, server_side=True)
-                tls.settimeout(None)
-                offer.update(negotiated_version=tls.version(), negotiated_cipher=(tls.cipher() or ("",))[0])
-                der = tls.getpeercert(binary_form=True)
-                if der:
-                    offer["client_certificate"] = _describe_cert(der)
-                with self._lock:
-                    self._tls_by_peer[peer] = TlsOffer(**offer)
-                return tls, addr
-            except (OSError, ValueError) as exc:
-                # A failed handshake is still an observation of the initiator: record it, then drop it.
-                offer["handshake_error"] = offer.get("handshake_error") or f"{type(exc).__name__}: {exc}"
-                with contextlib.suppress(OSError):
-                    raw.close()
-                rec = _Record(peer=peer[0], port=int(srv.server_address[1]), tls=True, outcome="tls_failure",
-                              tls_offer=TlsOffer(**offer))
-                with self._lock:
-                    self._live[id(rec)] = rec
-                    self._finish(id(rec))
-                raise OSError("TLS handshake failed") from None
+    def _tls_accept(self, raw: socket.socket, conn: _Conn) -> ssl.SSLSocket | None:
+        """ClientHello peek and handshake, bounded by ``handshake_timeout``; a failure is recorded."""
+        deadline = time.monotonic() + self.handshake_timeout
+        offer: dict[str, Any] = {}
+        try:
+            hello = self._peek_client_hello(raw, deadline)
+            if hello:
+                from dcsaudit.probes.tls.wire import parse_client_hello
 
-        return get_request
+                try:
+                    ch = parse_client_hello(hello)
+                    offer.update(versions=list(ch.versions), cipher_suites=list(ch.cipher_suites),
+                                 groups=list(ch.groups), signature_algorithms=list(ch.signature_algorithms),
+                                 server_name=ch.sni)
+                except ValueError as exc:
+                    offer["handshake_error"] = f"first bytes are not a ClientHello: {exc}"
+            assert self._ssl is not None
+            tls = self._ssl.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    self._wait(tls, False, deadline)
+                except ssl.SSLWantWriteError:
+                    self._wait(tls, True, deadline)
+            offer.update(negotiated_version=tls.version(), negotiated_cipher=(tls.cipher() or ("",))[0])
+            der = tls.getpeercert(binary_form=True)
+            if der:
+                offer["client_certificate"] = _describe_cert(der)
+            conn.rec.tls_offer = TlsOffer(**offer)
+            return tls
+        except _Stopped:
+            conn.rec.outcome = "tls_failure"
+            conn.rec.tls_offer = TlsOffer(**{**offer, "handshake_error": "listener stopped during the handshake"})
+            raise
+        except (OSError, ValueError) as exc:
+            # A failed handshake is still an observation of the initiator: record it, then drop it.
+            what = "TLS handshake timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            offer["handshake_error"] = offer.get("handshake_error") or what[:300]
+            conn.rec.outcome = "tls_failure"
+            conn.rec.tls_offer = TlsOffer(**offer)
+            return None
+
+    # ------------------------------------------------------------------ the association
+
+    def _associate(self, stream: socket.socket, conn: _Conn, srv: Any) -> None:
+        """Read and check the A-ASSOCIATE-RQ, then relay the association to a pynetdicom acceptor."""
+        rec = conn.rec
+        deadline = time.monotonic() + self.request_timeout
+        try:
+            head = self._recv_exact(stream, ul_guard.HEADER, deadline)
+        except TimeoutError:
+            head = None
+            rec.error(f"no A-ASSOCIATE-RQ within {self.request_timeout:.0f} s")
+        if head is None:
+            rec.outcome = "no_request"
+            if not rec.tls:  # a port check or an idle connect, not an association: counted, not recorded
+                conn.unrecorded = "silent_timeout" if rec.errors else "closed_without_request"
+            elif not rec.errors:
+                rec.error("connection closed before an A-ASSOCIATE-RQ")
+            return
+        pdu_type, _r, length = struct.unpack(">BBI", head)
+        refusal = ul_guard.check_header(ul_guard.PduHeader(0, pdu_type, length), first=True)
+        if refusal is not None:
+            rec.error(refusal.reason)
+            rec.outcome = "aborted"
+            self._answer(stream, refusal.answer)
+            return
+        try:
+            body = self._recv_exact(stream, length, deadline)
+        except TimeoutError:
+            body = None
+        if body is None:
+            rec.outcome = "no_request"
+            rec.error(f"A-ASSOCIATE-RQ of {length} octets not received whole")
+            return
+        rec.calling_ae, rec.called_ae = ul_guard.ae_titles(body)
+        problem = ul_guard.check_associate_rq(body)
+        if problem is not None:
+            # PS3.8 §9.2 (Sta2, event 19: invalid PDU): A-ABORT, reason invalid-PDU-parameter-value.
+            rec.error(f"malformed A-ASSOCIATE-RQ: {problem}")
+            rec.outcome = "aborted"
+            self._answer(stream, ul_guard.abort(6))
+            return
+        inner, outer = socket.socketpair()
+        try:
+            inner.setblocking(False)
+            srv.finish_request(outer, conn.key)  # a pynetdicom acceptor thread now owns `outer`
+            self._relay(stream, inner, conn, head + body)
+        finally:
+            with contextlib.suppress(OSError):
+                inner.close()
+
+    def _relay(self, peer: socket.socket, inner: socket.socket, conn: _Conn, first: bytes) -> None:
+        """Copy octets both ways, looking at each PDU header: refuse what pynetdicom must not see."""
+        rec = conn.rec
+        from_peer, to_peer = ul_guard.PduStream(), ul_guard.PduStream()
+        from_peer.feed(first)
+        self._send(inner, first, time.monotonic() + self.idle_timeout)
+        ended = False  # an A-ASSOCIATE-RJ, A-RELEASE-RP or A-ABORT has passed
+        stray = 0
+        last = time.monotonic()
+        while True:
+            if self._stop.is_set():
+                if not ended:
+                    rec.error("listener stopped during the association")
+                    rec.outcome = "aborted"
+                    self._answer(peer, ul_guard.abort(0))
+                return
+            pending = isinstance(peer, ssl.SSLSocket) and peer.pending() > 0
+            fds = [peer.fileno()] if pending else _ready([peer.fileno(), inner.fileno()], False, _POLL)
+            ready = [s for s in (peer, inner) if s.fileno() in fds]
+            now = time.monotonic()
+            if not ready:
+                if now - last > self.idle_timeout:
+                    rec.error(f"idle for {self.idle_timeout:.0f} s: association aborted")
+                    if not ended:
+                        rec.outcome = "aborted"
+                    self._answer(peer, ul_guard.abort(0))
+                    return
+                continue
+            last = now
+            if inner in ready:
+                data = self._recv(inner, _CHUNK, now + 1.0)
+                if not data:  # pynetdicom closed its side (after RJ, RP or A-ABORT)
+                    return
+                for h in to_peer.feed(data):
+                    if h.pdu_type == 2 and rec.outcome == "requested":
+                        rec.outcome = "accepted"
+                    elif h.pdu_type in (3, 6, 7):
+                        rec.outcome = {3: "rejected", 6: "released", 7: "aborted"}[h.pdu_type] \
+                            if not ended else rec.outcome
+                        ended = True
+                self._send(peer, data, now + self.idle_timeout)
+            if peer in ready:
+                try:
+                    data = self._recv(peer, _CHUNK, now + self.idle_timeout)
+                except TimeoutError:
+                    data = b""
+                if not data:
+                    if not ended and rec.outcome in ("requested", "accepted"):
+                        rec.outcome = "aborted"
+                        rec.error("connection closed without A-RELEASE or A-ABORT (PS3.8 §7.1, §7.3)")
+                    return
+                headers = from_peer.feed(data)
+                if ended:  # F10: nothing after the end reaches pynetdicom or makes a record
+                    stray += len(headers)
+                    if stray and len(rec.errors) < 20 and not any("after the association" in e for e in rec.errors):
+                        rec.error("PDU received after the association ended: ignored")
+                    continue
+                cut = len(data)
+                refusal = None
+                for h in headers:
+                    refusal = ul_guard.check_header(h, first=False)
+                    if refusal is not None:
+                        cut = max(0, h.offset)
+                        break
+                    if h.pdu_type == 7:
+                        rec.outcome, ended = "aborted", True
+                    elif h.pdu_type in (2, 3, 6):  # an acceptor's PDU from the requestor
+                        refusal = ul_guard.Refusal(f"{ul_guard.PDU_TYPES[h.pdu_type]} sent by the requestor",
+                                                   ul_guard.abort(2))
+                        cut = max(0, h.offset)
+                        break
+                if cut:
+                    self._send(inner, data[:cut], now + self.idle_timeout)
+                if refusal is not None:
+                    rec.error(refusal.reason)
+                    rec.outcome = "aborted"
+                    self._answer(peer, refusal.answer)
+                    return
 
     # ------------------------------------------------------------------ association events
 
-    def _record(self, event: Any) -> _Record:
-        key = id(event.assoc)
+    def _conn(self, event: Any) -> _Conn | None:
+        """The connection an event belongs to; None once it is finished (late events make no record)."""
+        rq = event.assoc.requestor
         with self._lock:
-            rec = self._live.get(key)
-            if rec is None:
-                local_port = int(event.assoc.acceptor.port or 0)
-                rec = _Record(peer=str(event.assoc.requestor.address), port=local_port,
-                              tls=self._is_tls_port(local_port))
-                self._live[key] = rec
-            return rec
+            conn = self._conns.get((str(rq.address), int(rq.port or 0)))
+        if conn is not None and conn.assoc is None:
+            conn.assoc = event.assoc
+        return conn
 
-    def _is_tls_port(self, port: int) -> bool:
-        return self.dicom_tls_port is not None and port == self.dicom_tls_port
+    def _on_open(self, event: Any) -> None:
+        self._conn(event)
 
     def _on_requested(self, event: Any) -> None:
-        assoc = event.assoc
+        conn = self._conn(event)
+        if conn is None:
+            return
+        rec, assoc = conn.rec, event.assoc
         rq = assoc.requestor
-        rec = self._record(event)
         rec.calling_ae = str(rq.primitive.calling_ae_title).strip()
         rec.called_ae = str(rq.primitive.called_ae_title).strip()
         uid = rq.user_identity
@@ -275,11 +626,6 @@ class DicomListener:
             # pynetdicom never answers types 1/2 with a User Identity AC; an initiator that requested a
             # positive response (storescu --pos-response) would then abort. Answer every type.
             assoc.acse._check_user_identity = lambda: self._accept_identity(uid)
-        with self._lock:
-            peer = (rec.peer, int(rq.port or 0))
-            if peer in self._tls_by_peer:
-                rec.tls = True
-                rec.tls_offer = self._tls_by_peer.pop(peer)
 
     @staticmethod
     def _accept_identity(req: UserIdentityNegotiation) -> tuple[bool, UserIdentityNegotiation | None]:
@@ -292,15 +638,17 @@ class DicomListener:
     def _on_user_id(self, event: Any) -> tuple[bool, bytes | None]:
         return True, None  # only reached if the override above is bypassed; never looks at the secret
 
-    def _on_state(self, event: Any, state: str) -> None:
-        self._record(event).outcome = state
-
     def _on_echo(self, event: Any) -> int:
-        self._record(event).services.append("C-ECHO")
+        conn = self._conn(event)
+        if conn is not None:
+            conn.rec.services.append("C-ECHO")
         return 0x0000
 
     def _on_store(self, event: Any) -> int:
-        rec = self._record(event)
+        conn = self._conn(event)
+        if conn is None:
+            return 0xA700
+        rec = conn.rec
         if "C-STORE" not in rec.services:
             rec.services.append("C-STORE")
         rec.stored += 1
@@ -315,25 +663,30 @@ class DicomListener:
                 return 0xA700  # Out of resources (PS3.4 B.2.3): we could not keep it
         return 0x0000
 
-    def _on_close(self, event: Any) -> None:
-        key = id(event.assoc)
-        with self._lock:
-            if key in self._live:
-                self._finish(key)
-
-    def _finish(self, key: int) -> None:
-        """Freeze one record into an Initiator and its Evidence (caller holds the lock)."""
-        rec = self._live.pop(key)
+    def _finish(self, conn: _Conn) -> None:
+        """Freeze one connection's record into an Initiator and its Evidence, once (caller holds the lock)."""
+        if conn.finished:
+            return
+        conn.finished = True
+        self._conns.pop(conn.key, None)
+        rec = conn.rec
+        if conn.unrecorded is None and len(self._done) >= MAX_RECORDS:
+            conn.unrecorded = "not_recorded_record_limit"
+        if conn.unrecorded is not None:
+            self._counts[conn.unrecorded] = self._counts.get(conn.unrecorded, 0) + 1
+            return
         init = Initiator(calling_ae=rec.calling_ae, called_ae=rec.called_ae, peer=rec.peer, port=rec.port,
                          tls=rec.tls, tls_offer=rec.tls_offer, services=rec.services, stored_instances=rec.stored,
-                         outcome=rec.outcome, **rec.fields)
-        ok = rec.outcome not in ("tls_failure",)
+                         outcome=rec.outcome, errors=rec.errors, **rec.fields)
+        ok = rec.outcome != "tls_failure" and not rec.errors
         summary = (f"initiator {rec.peer}: {rec.calling_ae!r} -> {rec.called_ae!r} on port {rec.port}"
                    f"{' (TLS)' if rec.tls else ''}: {rec.outcome}")
         if init.user_identity_type:
             summary += f", user identity type {init.user_identity_type}"
-        ev = self.evidence.add("listen.dicom", f"{rec.peer}->{self.bind}:{rec.port}", ok=ok, summary=summary,
-                               reason=None if ok else Reason.TLS_FAILURE,
-                               data=init.model_dump(mode="json", exclude={"evidence"}),
+        if rec.errors:
+            summary += f"; {rec.errors[0]}"
+        reason = None if ok else Reason.TLS_FAILURE if rec.outcome == "tls_failure" else Reason.PROTOCOL_ERROR
+        ev = self.evidence.add("listen.dicom", f"{rec.peer}->{self.bind}:{rec.port}", ok=ok, summary=summary[:500],
+                               reason=reason, data=init.model_dump(mode="json", exclude={"evidence"}),
                                duration_ms=(time.perf_counter() - rec.started) * 1000)
         self._done.append(init.model_copy(update={"evidence": [ev.id]}))

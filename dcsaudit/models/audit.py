@@ -128,8 +128,21 @@ class MissingEvent(Model):
     description: str
 
 
+class MessageClass(Model):
+    """Messages of one kind (transport, EventID, valid or not) and how many came."""
+
+    transport: Literal["tls", "udp"]
+    event_id: str | None = None
+    valid: bool
+    count: int = 0
+    examples: list[int] = Field(default_factory=list, description="indexes (arrival order) of the messages kept "
+                                "in AuditTrail.messages for this class")
+
+
 class AuditTrail(Model):
-    messages: list[AuditMessage] = Field(default_factory=list)
+    messages: list[AuditMessage] = Field(
+        default_factory=list, description="the first messages received (up to the collector's keep_all), then the "
+        "first examples of each class; every classified message is in messages_file")
     # Extensions.
     bind: str | None = None
     tls_port: int | None = None
@@ -143,6 +156,13 @@ class AuditTrail(Model):
     dropped: dict[str, int] = Field(
         default_factory=dict, description="reason -> count of frames not kept (oversize, malformed, overflow)"
     )
+    received: int = Field(default=0, description="messages received and stored (TLS frames and UDP datagrams)")
+    classified: int = Field(default=0, description="messages classified (the rest were received, stored raw in "
+                            "received_file, and not classified before the collector stopped)")
+    classes: list[MessageClass] = Field(default_factory=list)
+    messages_file: str | None = Field(default=None, description="JSON Lines: every classified message with its index")
+    received_file: str | None = Field(default=None, description="every received message, raw, in arrival order")
+    udp_receive_buffer: int | None = Field(default=None, description="SO_RCVBUF the kernel granted (octets)")
     correlations: list[Correlation] = Field(default_factory=list)
     missing_events: list[MissingEvent] = Field(default_factory=list)
     window_seconds: float | None = None
