@@ -29,6 +29,10 @@ class AuditData:
     initiators: list[Initiator] = field(default_factory=list)
     audit_trail: AuditTrail | None = None
     declared: dict[str, dict[str, str]] = field(default_factory=dict)
+    # The configured hosts (CIDR ranges and --targets expanded), and those whose name did not resolve
+    # (kept only with --allow-unresolved): a host that answered nothing must never be absent, hence pass.
+    hosts: list[str] = field(default_factory=list)
+    unresolved_hosts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

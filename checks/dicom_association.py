@@ -43,6 +43,30 @@ def association_failed(data: AuditData) -> Iterator[Verdict]:
             yield Verdict("pass", _target(ae), "association and C-ECHO succeeded", _ev(ae, *BASELINES))
 
 
+# Baseline outcomes that mean no DICOM conversation could be had at all (models/dicom.py AssocOutcome).
+_NO_CONVERSATION = ("closed", "refused", "timeout", "tls_failure", "protocol_error", "error")
+
+
+@check(id="dicom.ae_reachable", title="Configured DICOM AE answered an association request",
+       severity="high", references=["PS3.8 §9.3", "PS3.2 N.6.1"])
+def ae_reachable(data: AuditData) -> Iterator[Verdict]:
+    """An AE whose baseline association cannot be made was not audited: its checks all read
+    not_applicable, so without this finding a vanished or broken DICOM service would look clean.
+    Any DICOM answer (AC, RJ, A-ABORT) proves the AE is there; a busy product or a run cut short is
+    undetermined (error), never a pass."""
+    for ae in data.application_entities:
+        base = next((a for a in ae.attempts if a.purpose == "baseline"), None)
+        if base is not None and base.outcome in _NO_CONVERSATION:
+            yield Verdict("fail", _target(ae), f"no association could be made: {base.outcome}"
+                          + (f" ({base.error})" if base.error else ""), _ev(ae, "baseline"))
+        elif base is not None and not base.busy:
+            yield Verdict("pass", _target(ae), f"answered the association request ({base.outcome})",
+                          _ev(ae, "baseline"))
+        else:
+            yield Verdict("error", _target(ae), ae.error or "the baseline association stayed busy: undetermined",
+                          ae.evidence[:3])
+
+
 @check(id="dicom.promiscuous_called_ae", title="Any Called AE Title is accepted",
        severity="medium", references=["PS3.8 §9.3.4 (reason 7 called-AE-title-not-recognized)", "PS3.2 N.6.2"])
 def promiscuous_called_ae(data: AuditData) -> Iterator[Verdict]:

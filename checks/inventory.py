@@ -54,17 +54,29 @@ def unidentified(data: AuditData) -> Iterator[Verdict]:
                 yield Verdict("pass", ep.key, f"identified as {ep.service}", ep.evidence)
 
 
-@check(id="inventory.host_reachable", title="Host answered the inventory", severity="medium",
+@check(id="inventory.host_reachable", title="Configured host answered the inventory", severity="high",
        references=["PS3.2 N.8.3"])
 def host_reachable(data: AuditData) -> Iterator[Verdict]:
-    """A host with no open and no closed port was not audited at all: say so, never pass it."""
-    hosts: dict[str, list[str]] = {}
+    """A configured host that answered on no port was not audited at all: a nightly audit of a device
+    that vanished must fail, never pass by having nothing to judge. A port that answered "closed"
+    (TCP RST) is an answer: the host is there. A name that did not resolve cannot be judged: error."""
+    hosts: dict[str, list[str]] = {h: [] for h in data.hosts}
+    evidence: dict[str, list[str]] = {}
     for ep in data.endpoints:
         hosts.setdefault(ep.host, []).append(ep.state)
+        evidence.setdefault(ep.host, []).extend(ep.evidence[:1])
+    for host, why in sorted(data.unresolved_hosts.items()):
+        yield Verdict("error", host, f"not audited: the name did not resolve ({why})")
     for host, states in sorted(hosts.items()):
+        if host in data.unresolved_hosts:
+            continue
+        ev = evidence.get(host, [])[:3]
         if "open" in states:
-            yield Verdict("pass", host, f"{states.count('open')} open port(s)")
+            yield Verdict("pass", host, f"{states.count('open')} open port(s)", ev)
         elif "closed" in states:
-            yield Verdict("pass", host, "reachable (ports answered closed), no open port among those scanned")
+            yield Verdict("pass", host, "reachable (ports answered closed), no open port among those scanned", ev)
+        elif states:
+            yield Verdict("fail", host, f"unreachable: none of {len(states)} port(s) answered (host down, gone, "
+                          "or every port filtered); nothing was audited", ev)
         else:
-            yield Verdict("error", host, "no port answered: host dead or every port filtered; nothing was audited")
+            yield Verdict("not_applicable", host, "no port configured to scan")

@@ -6,6 +6,7 @@ fails loudly, and autoescape for HTML so a hostile banner or AE title cannot inj
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -15,6 +16,8 @@ from typing import Any
 
 import jinja2
 
+from dcsaudit.export import DEFAULT_FORMATS, FORMATS, render_documents
+from dcsaudit.export.remediation import by_severity, remediation
 from dcsaudit.models.report import Report
 
 PROVENANCE_MARK = {
@@ -52,11 +55,44 @@ def _env(autoescape: bool) -> jinja2.Environment:
     return env
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux says it (/proc), else by setting it back."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _atomic_write(path: Path, text: str | bytes) -> None:
+    """Temporary file in the same directory, flushed to disk, then renamed over ``path``: a reader (or
+    a run killed mid-write) sees the previous complete file or the new complete one, never a part.
+    The file gets the mode the umask gives a new file (0644 under 022), not mkstemp's 0600."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode("utf-8") if isinstance(text, str) else text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _remove_stale_temporaries(out_dir: Path, names: list[str]) -> None:
+    """Temporary files a killed run left behind (``.report.json.XXXX``)."""
+    for name in names:
+        for stale in out_dir.glob(f".{name}.*"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
 
 
 def _context(report: Report) -> dict[str, Any]:
@@ -67,7 +103,9 @@ def _context(report: Report) -> dict[str, Any]:
     return {
         "r": data,
         "finding_counts": counts,
-        "failing": [f for f in data["findings"] if f["status"] in ("fail", "error")],
+        # Most severe first, each with its remediation text (dcsaudit/data/remediation.yaml).
+        "failing": by_severity([f for f in data["findings"] if f["status"] in ("fail", "error")]),
+        "remediation": remediation(),
         "evidence_by_id": {e["id"]: e for e in data["evidence"]},
     }
 
@@ -76,14 +114,28 @@ def render(report: Report, template: str, autoescape: bool) -> str:
     return _env(autoescape).get_template(template).render(**_context(report))
 
 
-def write_outputs(report: Report, out_dir: Path) -> dict[str, Path]:
+def write_outputs(report: Report, out_dir: Path, formats: tuple[str, ...] = DEFAULT_FORMATS) -> dict[str, Path]:
+    """Writes the files of ``formats`` (``dcsaudit.export.FORMATS``: json, md, html, docx, pdf)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "report.json": out_dir / "report.json",
-        "annex.md": out_dir / "annex.md",
-        "annex.html": out_dir / "annex.html",
-    }
-    _atomic_write(paths["report.json"], json.dumps(report.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
-    _atomic_write(paths["annex.md"], render(report, "annex.md.j2", autoescape=False))
-    _atomic_write(paths["annex.html"], render(report, "annex.html.j2", autoescape=True))
+    paths = {FORMATS[f]: out_dir / FORMATS[f] for f in FORMATS if f in formats}
+    _remove_stale_temporaries(out_dir, list(paths))
+    html: list[str] = []
+
+    def annex_html() -> str:  # rendered once, for annex.html and for the PDF printed from it
+        if not html:
+            html.append(render(report, "annex.html.j2", autoescape=True))
+        return html[0]
+
+    # Rendered before anything is replaced: a template error leaves the previous outputs untouched.
+    texts: dict[str, str | bytes] = {}
+    if "report.json" in paths:
+        texts["report.json"] = json.dumps(report.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+    if "annex.md" in paths:
+        texts["annex.md"] = render(report, "annex.md.j2", autoescape=False)
+    if "annex.html" in paths:
+        texts["annex.html"] = annex_html()
+    texts.update(render_documents(report, formats, annex_html))
+    # report.json last: its presence means the annexes beside it belong to it.
+    for name in paths:
+        _atomic_write(paths[name], texts[name])
     return paths

@@ -5,6 +5,7 @@ Policy files live in ``configs/policy-<name>.yaml`` (or any path). The code hold
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -12,7 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from dcsaudit.config import ConfigError
+from dcsaudit.config import ConfigError, did_you_mean, first_error, yaml_problem
 from dcsaudit.models.core import Finding, Severity
 
 SEVERITY_ORDER: dict[str, int] = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
@@ -43,6 +44,16 @@ class Policy(BaseModel):
             return False
         return finding.status == "fail" or (finding.status == "error" and self.on_error == "fail")
 
+    def check_ids(self, known: Iterable[str]) -> None:
+        """A check id the catalogue does not have is a config error: a misspelt ``ignore`` or ``gate``
+        entry would otherwise silently change nothing."""
+        known = sorted(known)
+        for where, ids in (("gate", self.gate), ("ignore", self.ignore), ("severity", list(self.severity))):
+            for check_id in ids:
+                if check_id not in known:
+                    raise ConfigError(f"policy {self.name}: {where}: unknown check id {check_id!r}"
+                                      f"{did_you_mean(check_id, known)}")
+
 
 def load_policy(name_or_path: str, base_dir: Path | None = None) -> Policy:
     """A policy by name (``configs/policy-<name>.yaml`` shipped with dcsaudit) or by path."""
@@ -60,8 +71,12 @@ def load_policy(name_or_path: str, base_dir: Path | None = None) -> Policy:
                               "and no such file)") from None
         text = shipped.read_text(encoding="utf-8")
     try:
-        return Policy.model_validate(yaml.safe_load(text))
-    except (ValidationError, yaml.YAMLError) as exc:
-        first = exc.errors()[0] if isinstance(exc, ValidationError) else None
-        where = ".".join(str(x) for x in first["loc"]) + ": " + first["msg"] if first else "not valid YAML"
-        raise ConfigError(f"policy {name_or_path}: {where}") from None
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"policy {name_or_path}: {yaml_problem(exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"policy {name_or_path}: the top level must be a mapping")
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"policy {name_or_path}: {first_error(exc, Policy)}") from None

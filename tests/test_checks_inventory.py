@@ -38,10 +38,36 @@ def test_unidentified_open_port() -> None:
     assert run("inventory.unidentified_open_port", data) == {"127.0.0.1:9/tcp": "fail", "127.0.0.1:104/tcp": "pass"}
 
 
-def test_dead_host_is_an_error_never_a_pass() -> None:
+def test_dead_host_fails_never_passes() -> None:
+    # Given a host with an open port, one whose ports answered closed, and one where nothing answered
     dead = Endpoint(host="127.0.0.2", port=104, protocol="tcp", state="filtered")
-    data = AuditData(endpoints=[ep(104, "dicom"), dead], evidence=[])
-    assert run("inventory.host_reachable", data) == {"127.0.0.1": "pass", "127.0.0.2": "error"}
+    closed = Endpoint(host="127.0.0.3", port=104, protocol="tcp", state="closed")
+    data = AuditData(endpoints=[ep(104, "dicom"), dead, closed], evidence=[],
+                     hosts=["127.0.0.1", "127.0.0.2", "127.0.0.3"])
+    # Then the silent host fails (a vanished device must not be green); a RST is an answer
+    assert run("inventory.host_reachable", data) == {"127.0.0.1": "pass", "127.0.0.2": "fail", "127.0.0.3": "pass"}
+
+
+def test_unreachable_and_unresolved_hosts_gate_under_the_default_policy() -> None:
+    from dcsaudit.policy import load_policy
+    from dcsaudit.runner import run_checks
+
+    # Given a dead host and a name that did not resolve (--allow-unresolved)
+    dead = Endpoint(host="127.0.0.2", port=104, protocol="tcp", state="filtered")
+    data = AuditData(endpoints=[dead], evidence=[], hosts=["127.0.0.2"],
+                     unresolved_hosts={"pacs.invalid": "Name or service not known"})
+    policy = load_policy("default")
+    # When the checks run under the default policy
+    found = [f for f in run_checks(data, policy) if f.check_id == "inventory.host_reachable"]
+    # Then both findings are high severity and fail the audit: one fail, one error
+    assert {(f.target, f.status) for f in found} == {("127.0.0.2", "fail"), ("pacs.invalid", "error")}
+    assert all(f.severity == "high" and policy.is_failing(f) for f in found)
+
+
+def test_configured_host_with_no_endpoint_is_not_a_silent_pass() -> None:
+    # Given a configured host the inventory produced nothing for (no port configured)
+    data = AuditData(endpoints=[], evidence=[], hosts=["127.0.0.9"])
+    assert run("inventory.host_reachable", data) == {"127.0.0.9": "not_applicable"}
 
 
 def test_identification_accepting_any_scp() -> None:

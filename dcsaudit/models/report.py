@@ -19,8 +19,15 @@ class RunInfo(Model):
     tool_version: str
     command: str
     policy: str
-    exit_status: int | None = None
+    exit_status: int | None = Field(default=None, description="0 policy passed, 1 policy failed, 4 interrupted")
     errors: list[str] = Field(default_factory=list, description="audit-level problems (not per-probe)")
+    complete: bool = Field(default=True, description="every stage ran to its end; false when the run was "
+                           "interrupted (the report then holds what finished, and nothing absent is a pass)")
+    interrupted: str | None = Field(default=None, description="why the run stopped early, e.g. 'SIGTERM received "
+                                    "during stage dicom.audit' (None: it was not interrupted)")
+    hosts: int = Field(default=0, description="configured hosts audited (CIDR ranges and --targets expanded)")
+    unreachable_hosts: list[str] = Field(
+        default_factory=list, description="configured hosts that did not resolve or answered on no port")
 
 
 class Report(Model):

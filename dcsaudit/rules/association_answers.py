@@ -54,7 +54,8 @@ def title_policy(reference: AssociationAttempt, probe: AssociationAttempt, reaso
 
     An RJ with the title's own reason code (7 called, 3 calling) is proof by itself. Any other
     definite refusal proves it only when the reference request, identical but for the title, was
-    accepted. A busy product, or no answer, proves nothing.
+    accepted. A busy product, or no answer, proves nothing: a TCP close or reset (``closed``), a
+    timeout or garbage is never an answer about a title, however often it repeats (issue 12, F2).
     """
     if probe.outcome == "accepted":
         return True
