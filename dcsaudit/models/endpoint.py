@@ -9,6 +9,14 @@ from pydantic import Field
 from dcsaudit.models.audit import SyslogSendResult
 from dcsaudit.models.core import Model, Reason
 from dcsaudit.models.dicom import AbortInfo, RejectTriple
+from dcsaudit.models.network import (
+    ClientCertResult,
+    DicomwebResult,
+    DnsResult,
+    DnsSdAdvert,
+    LdapResult,
+    NtpResult,
+)
 from dcsaudit.models.tls import TlsResult
 
 Service = Literal["dicom", "dicom-tls", "tls", "http", "https", "syslog-tls", "syslog-udp", "ntp", "unknown"]
@@ -101,6 +109,16 @@ class Endpoint(Model):
     tls: TlsResult | None = Field(default=None, description="TLS audit; null when not run")
     syslog_send: SyslogSendResult | None = Field(
         default=None, description="test audit message sent to the product's collector; null when not run")
+    client_certs: ClientCertResult | None = Field(
+        default=None, description="defective client certificates presented to a TLS server; null when not run")
+    ntp: NtpResult | None = Field(default=None, description="NTP queries (RFC 5905); null when not run")
+    dicomweb: DicomwebResult | None = Field(default=None, description="DICOMweb capability checks (PS3.18); null "
+                                            "when not run")
+    ldap: LdapResult | None = Field(default=None, description="LDAP root DSE, binds and StartTLS; null when not run")
+    dns: DnsResult | None = Field(default=None, description="DNS server facts (open resolver, DNSSEC, AXFR); null when "
+                                  "not run")
+    dns_sd: list[DnsSdAdvert] = Field(default_factory=list, description="DICOM DNS-SD adverts naming this endpoint "
+                                      "(or its host, when the advertised port was not found open)")
     evidence: list[str] = Field(default_factory=list)
 
     @property
