@@ -1,0 +1,99 @@
+"""The command-line side of issue 14: ``--format``, ``--sign``/``--sign-cert``, ``--redact`` and
+``dcsaudit verify``. Options are checked before the audit runs (a bad key is exit 2 before any packet)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dcsaudit.export import DEFAULT_FORMATS, FORMATS, parse_formats
+
+
+def add_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--format", dest="formats", default=",".join(DEFAULT_FORMATS), metavar="LIST",
+                    help=f"comma-separated outputs to write: {', '.join(FORMATS)} (default {','.join(DEFAULT_FORMATS)})")
+    sp.add_argument("--sign", type=Path, metavar="KEYFILE",
+                    help="write manifest.json (SHA-256 of every output) and its detached signature manifest.sig, "
+                    "signed with this PEM private key (Ed25519, RSA or EC; a certificate may follow the key)")
+    sp.add_argument("--sign-cert", type=Path, metavar="CERTFILE", help="the signer's X.509 certificate (PEM)")
+    sp.add_argument("--redact", action="store_true",
+                    help="replace every IP address, host name and AE title of the deployment by placeholders "
+                    "(host-1, AE-1) in every output, for publication; the config's `redact:` list adds strings")
+
+
+def add_verify_command(sub: Any) -> None:
+    v = sub.add_parser("verify", help="check a signed output directory against its manifest.json and manifest.sig",
+                       description="Exit 0: every file the manifest lists matches (and, with a key, the signature "
+                       "is valid under it); 1: a file differs or is missing, or the signature does not verify; "
+                       "2: usage error (no manifest, unreadable key).")
+    v.add_argument("dir", type=Path, help="the output directory holding manifest.json")
+    key = v.add_mutually_exclusive_group()
+    key.add_argument("--public-key", type=Path, metavar="FILE", help="the signer's PEM public key")
+    key.add_argument("--cert", type=Path, metavar="FILE", help="the signer's X.509 certificate (PEM or DER)")
+
+
+@dataclass(frozen=True)
+class Publish:
+    """What to do with a finished report: which formats, redacted or not, signed by whom."""
+
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    signer: Any = None  # bundle.Signer (imported lazily: cryptography loads only when signing)
+    redact: bool = False
+    config: Any = None  # the DeploymentConfig, when the run had one (scan)
+
+    def prepare(self, report: Any) -> Any:
+        if not self.redact:
+            return report
+        from dcsaudit.export.redact import redact
+
+        return redact(report, self.config)[0]
+
+    def seal(self, report: Any, out: Path, outputs: dict[str, Path]) -> dict[str, Path]:
+        from dcsaudit.export.bundle import config_digest, write_bundle
+
+        return write_bundle(report, out, outputs.values(), self.signer, config_digest(self.config), self.redact)
+
+
+def from_args(args: argparse.Namespace, config: Any = None) -> Publish:
+    """ConfigError (exit 2) for an unknown format or a key that cannot sign."""
+    from dcsaudit.config import ConfigError
+
+    try:
+        formats = parse_formats(getattr(args, "formats", None) or ",".join(DEFAULT_FORMATS))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    signer = None
+    if getattr(args, "sign", None) is not None:
+        from dcsaudit.export.bundle import BundleError, load_signer
+
+        try:
+            signer = load_signer(args.sign, getattr(args, "sign_cert", None))
+        except BundleError as exc:
+            raise ConfigError(str(exc)) from None
+    elif getattr(args, "sign_cert", None) is not None:
+        raise ConfigError("--sign-cert needs --sign KEYFILE")
+    return Publish(formats=formats, signer=signer, redact=bool(getattr(args, "redact", False)), config=config)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    import sys
+
+    from dcsaudit.config import ConfigError
+    from dcsaudit.export.bundle import MANIFEST, BundleError, load_public_key, verify
+
+    if not (args.dir / MANIFEST).is_file():
+        raise ConfigError(f"verify: {args.dir} has no {MANIFEST} (was the run signed with --sign?)")
+    try:
+        key = load_public_key(args.public_key, args.cert)
+    except BundleError as exc:
+        raise ConfigError(f"verify: {exc}") from None
+    verdict = verify(args.dir, key)
+    for line in verdict.lines:
+        print(f"dcsaudit verify: {line}", file=sys.stdout if verdict.ok else sys.stderr)
+    if not verdict.ok:
+        print(f"dcsaudit verify: FAILED ({args.dir})", file=sys.stderr)
+        return 1
+    print(f"dcsaudit verify: OK ({args.dir})")
+    return 0
