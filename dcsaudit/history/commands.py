@@ -1,0 +1,241 @@
+"""Command-line glue for the history store: ``scan``/``demo`` options (``--store``, ``--suppressions``,
+``--fail-on``, ``--exit-zero``) and the ``history`` and ``diff`` commands. Kept here so cli.py only wires."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dcsaudit.config import NotifyOptions
+    from dcsaudit.history.store import Store
+    from dcsaudit.models.report import Report
+    from dcsaudit.policy import Policy
+    from dcsaudit.suppressions import Suppression
+
+STORE_ENV = "DCSAUDIT_STORE"
+# Imported by build_parser: only the standard library at module level, so `dcsaudit --help` stays fast.
+
+
+def ConfigError(message: str) -> Exception:
+    from dcsaudit.config import ConfigError as _ConfigError
+
+    return _ConfigError(message)
+
+STORE_HELP = ("history store: sqlite:///PATH or postgresql+psycopg://USER@HOST/DB, or {file: PATH} / {env: NAME} "
+              f"holding the URL (default: ${STORE_ENV}, else")
+
+
+def add_run_options(sp: argparse.ArgumentParser, default_store: str) -> None:
+    sp.add_argument("--store", metavar="URL", help=f"{STORE_HELP} {default_store}); 'none' stores nothing")
+    sp.add_argument("--suppressions", type=Path, metavar="FILE",
+                    help="accepted risks: check id, target pattern, reason, owner, expiry (see docs/design.md)")
+    sp.add_argument("--fail-on", metavar="SEVERITY", choices=("info", "low", "medium", "high", "critical"),
+                    help="a failed finding at or above this severity fails the run (overrides the policy's "
+                    "fail_at_severity; its gate and ignore lists still apply)")
+    sp.add_argument("--exit-zero", action="store_true",
+                    help="exit 0 even when the policy fails (the report still says it failed); errors still exit 2-4")
+
+
+def add_commands(sub: Any, logging_options: Callable[[argparse.ArgumentParser], None]) -> None:
+    hist = sub.add_parser("history", help="list the runs in the history store")
+    hist.add_argument("--store", metavar="URL", help=f"{STORE_HELP} ./dcsaudit-history.sqlite)")
+    hist.add_argument("--deployment", help="only this deployment")
+    hist.add_argument("--limit", type=int, default=50, help="the newest N runs (default 50)")
+    hist.add_argument("--format", choices=("text", "json"), default="text")
+    diff = sub.add_parser("diff", help="what changed between two runs (exit 1 when it is a regression)",
+                          epilog="exit status: 0 no regression, 1 regression, 2 usage error or no such runs")
+    diff.add_argument("runs", nargs="*", type=int, metavar="RUN", help="RUN_A RUN_B (default: the last two runs "
+                      "of the deployment); one RUN: that run against the one before it")
+    diff.add_argument("--store", metavar="URL", help=f"{STORE_HELP} ./dcsaudit-history.sqlite)")
+    diff.add_argument("--deployment", help="the deployment (needed when the store holds several)")
+    diff.add_argument("--expiry-days", type=int, default=30, help="list certificates expiring within N days (30)")
+    diff.add_argument("--format", choices=("text", "json"), default="text")
+    for sp in (hist, diff):
+        logging_options(sp)
+
+
+def run_store_url(args: argparse.Namespace, out: Path, per_run: bool, default_on: bool) -> str | None:
+    """The store a scan writes to, or None. Explicit --store wins, then $DCSAUDIT_STORE, then the default."""
+    from dcsaudit.history.store import default_url
+
+    value = args.store or os.environ.get(STORE_ENV)
+    if value is not None:
+        return None if value.strip().lower() == "none" else value
+    return default_url(out, per_run) if default_on else None
+
+
+def load_run_suppressions(args: argparse.Namespace) -> list[Suppression] | None:
+    """Read --suppressions before any packet: an unknown check id is a config error (exit 2)."""
+    if args.suppressions is None:
+        return None
+    from dcsaudit.suppressions import load_suppressions
+
+    return load_suppressions(args.suppressions)
+
+
+def adjust(report: Report, policy: Policy, args: argparse.Namespace,
+           suppressions: list[Suppression] | None) -> tuple[Report, Policy]:
+    """--fail-on, then suppressions (a suppressed finding never gates, whatever --fail-on says)."""
+    if args.fail_on:
+        from dcsaudit.suppressions import apply_fail_on
+
+        report, policy = apply_fail_on(report, policy, args.fail_on)
+    if suppressions is not None:
+        from dcsaudit.suppressions import apply_suppressions
+
+        report = apply_suppressions(report, policy, suppressions)
+    return report, policy
+
+
+@dataclass(frozen=True)
+class HistoryTarget:
+    """Where ``finish`` stores the run, and the drift notifications to send after storing it."""
+
+    url: str
+    notify: NotifyOptions | None = None
+    explicit: bool = True  # --store or $DCSAUDIT_STORE; False: the default file, which may not be writable
+
+
+def target(args: argparse.Namespace, out: Path, per_run: bool, default_on: bool,
+           notify: NotifyOptions | None = None) -> HistoryTarget | None:
+    url = run_store_url(args, out, per_run, default_on)
+    explicit = bool(args.store or os.environ.get(STORE_ENV))
+    return None if url is None else HistoryTarget(url, notify, explicit)
+
+
+def store_run(report: Report, url: str, out: Path, quiet: bool, notify: NotifyOptions | None = None,
+              explicit: bool = True) -> bool:
+    """Store the finished run, then send drift notifications; False (said on stderr) when the store asked
+    for cannot take the run. The default store that cannot be written (say ``--out /out`` in a container
+    whose / is read-only) is a warning only: nobody asked for it. A failed notification never counts."""
+    from dcsaudit.history.store import StoreError, describe, open_store
+
+    outcomes: list[str] = []
+    try:
+        with open_store(url) as store:
+            run_id = store.save(report, out)
+            if notify is not None and (notify.webhook is not None or notify.audit_repository):
+                outcomes = _notify_drift(store, run_id, report, notify)
+    except StoreError as exc:
+        if not explicit:
+            print(f"dcsaudit: warning: run not kept in the default history store ({exc}); give --store URL "
+                  "(or --store none)", file=sys.stderr)
+            return True
+        print(f"dcsaudit: {exc}", file=sys.stderr)
+        return False
+    if not quiet:
+        print(f"  history: run {run_id} in {describe(url)}", file=sys.stderr)
+    for line in outcomes:
+        if not quiet or "not delivered" in line:
+            print(f"  notify: {line}", file=sys.stderr)
+    return True
+
+
+def _notify_drift(store: Store, run_id: int, report: Report, notify: NotifyOptions) -> list[str]:
+    from dcsaudit.history.diff import diff_runs
+    from dcsaudit.history.notify import notify as send
+
+    earlier = [r.id for r in store.runs(report.deployment) if r.id < run_id]
+    if not earlier:
+        return []
+    return send(notify, diff_runs(store.snapshot(earlier[-1]), store.snapshot(run_id)), report)
+
+
+def _open_existing(value: str | None) -> object:
+    from sqlalchemy.engine import make_url
+
+    from dcsaudit.history.store import DEFAULT_STORE_NAME, StoreError, open_store, resolve_url
+
+    url = resolve_url(value or os.environ.get(STORE_ENV) or f"sqlite:///{DEFAULT_STORE_NAME}")
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise ConfigError("--store: not a database URL (sqlite:///PATH or postgresql+psycopg://…)") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).is_file():
+        raise ConfigError(f"--store: no history store at {parsed.database} (give --store)")
+    try:
+        return open_store(url)
+    except StoreError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from dcsaudit.history.store import Store
+
+    store = _open_existing(args.store)
+    assert isinstance(store, Store)
+    with store:
+        runs = store.runs(args.deployment, limit=max(args.limit, 1))
+    if args.format == "json":
+        print(json.dumps([r.as_json() for r in runs], indent=2))
+        return 0
+    if not runs:
+        print("no runs stored" + (f" for {args.deployment!r}" if args.deployment else ""))
+        return 0
+    print(f"{'run':>5}  {'finished (UTC)':<19}  {'exit':>4}  {'pass':>4} {'fail':>4} {'err':>4} {'n/a':>4}  "
+          f"{'gating':>6} {'suppr':>5}  deployment")
+    for r in runs:
+        partial = "" if r.complete else " (partial)"
+        exit_text = "-" if r.exit_status is None else str(r.exit_status)
+        print(f"{r.id:>5}  {r.finished_at.strftime('%Y-%m-%d %H:%M:%S'):<19}  {exit_text:>4}  {r.passed:>4} "
+              f"{r.failed:>4} {r.errors:>4} {r.not_applicable:>4}  {r.gating:>6} {r.suppressed:>5}  "
+              f"{r.deployment}{partial}")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from dcsaudit.history.diff import diff_runs, render_text
+    from dcsaudit.history.store import Store, StoreError
+
+    if len(args.runs) > 2:
+        raise ConfigError("diff: give at most two run ids (RUN_A RUN_B)")
+    store = _open_existing(args.store)
+    assert isinstance(store, Store)
+    with store:
+        try:
+            ids = _pick_runs(store, args.runs, args.deployment)
+            a, b = store.snapshot(ids[0]), store.snapshot(ids[1])
+        except StoreError as exc:
+            raise ConfigError(f"diff: {exc}") from None
+    if a.run.deployment != b.run.deployment:
+        raise ConfigError(f"diff: run {a.run.id} ({a.run.deployment!r}) and run {b.run.id} ({b.run.deployment!r}) "
+                          "are of different deployments")
+    d = diff_runs(a, b, expiry_days=args.expiry_days)
+    if args.format == "json":
+        print(json.dumps(d.as_json(), indent=2, default=str))
+    else:
+        print(render_text(d), end="")
+    return 1 if d.regression else 0
+
+
+def _pick_runs(store: object, runs: list[int], deployment: str | None) -> tuple[int, int]:
+    from dcsaudit.history.store import Store
+
+    assert isinstance(store, Store)
+    if len(runs) == 2:
+        return runs[0], runs[1]
+    if deployment is None:
+        if len(runs) == 1:
+            deployment = store.snapshot(runs[0]).run.deployment
+        else:
+            names = store.deployments()
+            if len(names) != 1:
+                raise ConfigError("diff: the store holds " + (f"{len(names)} deployments ({', '.join(names[:5])}); "
+                                  "give --deployment" if names else "no runs"))
+            deployment = names[0]
+    all_runs = [r.id for r in store.runs(deployment)]
+    if len(runs) == 1:
+        earlier = [r for r in all_runs if r < runs[0]]
+        if not earlier:
+            raise ConfigError(f"diff: no run of {deployment!r} before run {runs[0]}")
+        return earlier[-1], runs[0]
+    if len(all_runs) < 2:
+        raise ConfigError(f"diff: {deployment!r} has {len(all_runs)} stored run(s); a diff needs two")
+    return all_runs[-2], all_runs[-1]

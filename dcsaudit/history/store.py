@@ -1,0 +1,377 @@
+"""The history store: every run, endpoint, fact and finding, keyed by stable fingerprints.
+
+SQLAlchemy 2 over SQLite (one file, the default) or PostgreSQL through psycopg 3 (one store for a fleet of
+scanners). The schema is created and upgraded by the Alembic migrations in ``migrations/``; on PostgreSQL an
+advisory lock serialises the upgrade, so scanners that start together do not race to create the tables.
+A run is written in one transaction: a reader sees all of it or none of it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from dcsaudit.config import ConfigError
+from dcsaudit.history.fingerprints import endpoint_subject, finding_fingerprint, fingerprint, report_facts
+from dcsaudit.models.report import Report
+
+DEFAULT_STORE_NAME = "dcsaudit-history.sqlite"
+MIGRATIONS = Path(__file__).parent / "migrations"
+_PG_MIGRATION_LOCK = 0x0DC5A0D1  # pg_advisory_xact_lock key: one schema upgrade at a time per database
+_SECRET_REF = re.compile(r"^\{\s*(env|file)\s*:\s*(.+?)\s*\}$")
+
+
+class StoreError(Exception):
+    """The store could not be opened, upgraded, read or written (the message never holds a password)."""
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RunRow(Base):
+    __tablename__ = "dcsaudit_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    deployment: Mapped[str] = mapped_column(String(200), index=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    command: Mapped[str] = mapped_column(String(20))
+    policy: Mapped[str] = mapped_column(String(200))
+    tool_version: Mapped[str] = mapped_column(String(40))
+    exit_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    complete: Mapped[bool] = mapped_column(Boolean)
+    endpoints: Mapped[int] = mapped_column(Integer)
+    passed: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[int] = mapped_column(Integer)
+    not_applicable: Mapped[int] = mapped_column(Integer)
+    gating: Mapped[int] = mapped_column(Integer)
+    suppressed: Mapped[int] = mapped_column(Integer)
+    out_dir: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+
+
+class EndpointRow(Base):
+    __tablename__ = "dcsaudit_endpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("dcsaudit_runs.id", ondelete="CASCADE"))
+    fingerprint: Mapped[str] = mapped_column(String(40))
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer)
+    protocol: Mapped[str] = mapped_column(String(3))
+    state: Mapped[str] = mapped_column(String(10))
+    service: Mapped[str] = mapped_column(String(20))
+
+    __table_args__ = (Index("ix_dcsaudit_endpoints_run", "run_id", "fingerprint"),)
+
+
+class FactRow(Base):
+    __tablename__ = "dcsaudit_facts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("dcsaudit_runs.id", ondelete="CASCADE"))
+    fingerprint: Mapped[str] = mapped_column(String(40))
+    subject: Mapped[str] = mapped_column(String(300))
+    path: Mapped[str] = mapped_column(String(200))
+    value: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_dcsaudit_facts_run", "run_id", "fingerprint"),)
+
+
+class FindingRow(Base):
+    __tablename__ = "dcsaudit_findings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("dcsaudit_runs.id", ondelete="CASCADE"))
+    fingerprint: Mapped[str] = mapped_column(String(40))
+    check_id: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(20))
+    severity: Mapped[str] = mapped_column(String(10))
+    gating: Mapped[bool] = mapped_column(Boolean)
+    suppressed: Mapped[bool] = mapped_column(Boolean)
+    title: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_dcsaudit_findings_run", "run_id", "fingerprint"),)
+
+
+def resolve_url(value: str) -> str:
+    """A store URL, or ``{env: NAME}`` / ``{file: PATH}`` naming where it is (it may hold a password: a
+    Kubernetes Secret mounted as a file keeps it off the command line and out of ``ps``)."""
+    m = _SECRET_REF.match(value.strip())
+    if not m:
+        return value
+    from dcsaudit.config import SecretRef
+
+    ref = SecretRef.model_validate({m.group(1): m.group(2)})
+    try:
+        return ref.resolve().get_secret_value()
+    except ConfigError as exc:
+        raise ConfigError(f"--store: {exc}") from None
+
+
+def default_url(out: Path, per_run: bool) -> str:
+    """The default store: a SQLite file beside the output directories (with --out-dir-per-run, inside the
+    --out directory that holds the dated run directories). When that parent cannot be written (``--out
+    /out`` in a container whose / is read-only), inside --out."""
+    base = out if per_run else out.resolve().parent
+    if not per_run and not os.access(base, os.W_OK):
+        base = out.resolve()
+    return f"sqlite:///{base / DEFAULT_STORE_NAME}"
+
+
+def describe(url: str) -> str:
+    """The URL with any password masked, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable store URL>"
+
+
+def _utc(dt: datetime) -> datetime:
+    """SQLite gives naive datetimes back: every stored time is UTC."""
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    id: int
+    deployment: str
+    started_at: datetime
+    finished_at: datetime
+    command: str
+    policy: str
+    exit_status: int | None
+    complete: bool
+    endpoints: int
+    passed: int
+    failed: int
+    errors: int
+    not_applicable: int
+    gating: int
+    suppressed: int
+
+    def as_json(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["started_at"] = self.started_at.isoformat()
+        d["finished_at"] = self.finished_at.isoformat()
+        return d
+
+
+@dataclass(frozen=True)
+class StoredFact:
+    subject: str
+    path: str
+    value: str  # canonical JSON
+
+
+@dataclass(frozen=True)
+class StoredFinding:
+    check_id: str
+    target: str
+    status: str
+    severity: str
+    gating: bool
+    suppressed: bool
+    title: str
+    summary: str
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    run: RunSummary
+    facts: dict[str, StoredFact]  # fingerprint -> fact
+    findings: dict[str, StoredFinding]  # fingerprint -> finding
+
+
+def _summary(r: RunRow) -> RunSummary:
+    return RunSummary(id=r.id, deployment=r.deployment, started_at=_utc(r.started_at),
+                      finished_at=_utc(r.finished_at), command=r.command, policy=r.policy,
+                      exit_status=r.exit_status, complete=r.complete, endpoints=r.endpoints, passed=r.passed,
+                      failed=r.failed, errors=r.errors, not_applicable=r.not_applicable, gating=r.gating,
+                      suppressed=r.suppressed)
+
+
+class Store:
+    """An open, migrated store. ``open_store`` makes one; ``close`` releases its connections."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def save(self, report: Report, out_dir: Path | None = None) -> int:
+        """Store one run; returns its id in this store."""
+        dep = report.deployment
+        counts = {s: 0 for s in ("pass", "fail", "error", "not_applicable")}
+        for f in report.findings:
+            counts[f.status] += 1
+        run = RunRow(
+            deployment=dep, started_at=_utc(report.started_at), finished_at=_utc(report.finished_at),
+            stored_at=datetime.now(UTC), command=report.run.command, policy=report.run.policy,
+            tool_version=report.run.tool_version, exit_status=report.run.exit_status, complete=report.run.complete,
+            endpoints=len(report.endpoints), passed=counts["pass"], failed=counts["fail"], errors=counts["error"],
+            not_applicable=counts["not_applicable"], gating=sum(1 for f in report.findings if f.gating),
+            suppressed=sum(1 for f in report.findings if _suppressed(f)),
+            out_dir=str(out_dir) if out_dir is not None else None)
+        try:
+            with Session(self.engine) as session, session.begin():
+                session.add(run)
+                session.flush()  # assigns run.id
+                rid = run.id
+                # Bulk inserts (one executemany per table): a 50-endpoint run stays in milliseconds.
+                endpoints = [dict(run_id=rid, fingerprint=fingerprint("endpoint", dep, endpoint_subject(e)),
+                                  host=e.host, port=e.port, protocol=e.protocol, state=e.state, service=e.service)
+                             for e in report.endpoints]
+                facts = [dict(run_id=rid, fingerprint=fact.key(dep), subject=fact.subject, path=fact.path,
+                              value=fact.value_json()) for fact in report_facts(report)]
+                findings = [dict(run_id=rid, fingerprint=finding_fingerprint(dep, f), check_id=f.check_id,
+                                 target=f.target, status=f.status, severity=f.severity, gating=f.gating,
+                                 suppressed=_suppressed(f), title=f.title, summary=f.summary)
+                            for f in report.findings]
+                for model, rows in ((EndpointRow, endpoints), (FactRow, facts), (FindingRow, findings)):
+                    if rows:
+                        session.execute(insert(model), rows)
+            return rid
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot store the run: {_short(exc)}") from None
+
+    def runs(self, deployment: str | None = None, limit: int | None = None) -> list[RunSummary]:
+        """Runs, oldest first (the newest ``limit`` when given)."""
+        q = select(RunRow).order_by(RunRow.id.desc())
+        if deployment is not None:
+            q = q.where(RunRow.deployment == deployment)
+        if limit is not None:
+            q = q.limit(limit)
+        try:
+            with Session(self.engine) as session:
+                rows = [_summary(r) for r in session.scalars(q)]
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read the store: {_short(exc)}") from None
+        return rows[::-1]
+
+    def deployments(self) -> list[str]:
+        with Session(self.engine) as session:
+            return sorted(session.scalars(select(RunRow.deployment).distinct()))
+
+    def snapshot(self, run_id: int) -> RunSnapshot:
+        try:
+            with Session(self.engine) as session:
+                row = session.get(RunRow, run_id)
+                if row is None:
+                    raise StoreError(f"no run {run_id} in the store")
+                facts = {r.fingerprint: StoredFact(r.subject, r.path, r.value) for r in session.execute(
+                    select(FactRow.fingerprint, FactRow.subject, FactRow.path, FactRow.value)
+                    .where(FactRow.run_id == run_id))}
+                findings = {r.fingerprint: StoredFinding(r.check_id, r.target, r.status, r.severity, r.gating,
+                                                         r.suppressed, r.title, r.summary)
+                            for r in session.execute(select(
+                                FindingRow.fingerprint, FindingRow.check_id, FindingRow.target, FindingRow.status,
+                                FindingRow.severity, FindingRow.gating, FindingRow.suppressed, FindingRow.title,
+                                FindingRow.summary).where(FindingRow.run_id == run_id))}
+                return RunSnapshot(_summary(row), facts, findings)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read the store: {_short(exc)}") from None
+
+    def count_runs(self) -> int:
+        with Session(self.engine) as session:
+            return int(session.scalar(select(func.count(RunRow.id))) or 0)
+
+
+def _suppressed(f: Any) -> bool:
+    return bool(getattr(f, "suppressed", False))
+
+
+def _short(exc: SQLAlchemyError) -> str:
+    """The driver's first line, without SQL or parameters (which may hold finding text)."""
+    orig = getattr(exc, "orig", None)
+    msg = str(orig if orig is not None else exc).strip().splitlines()
+    return msg[0] if msg else type(exc).__name__
+
+
+def _engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError("--store: not a database URL (sqlite:///PATH or postgresql+psycopg://…)") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            try:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the history store's directory: {exc.strerror}") from None
+        engine = create_engine(parsed, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    if backend == "postgresql":
+        if parsed.get_driver_name() != "psycopg":
+            raise ConfigError("--store: PostgreSQL through psycopg 3: use postgresql+psycopg://…")
+        return create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    raise ConfigError(f"--store: unsupported database {backend!r} (sqlite or postgresql+psycopg)")
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (creates it in an empty database)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})"))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def open_store(url: str) -> Store:
+    """Connect, create or upgrade the schema, and return the store. Errors never show the password."""
+    engine = _engine(resolve_url(url))
+    try:
+        migrate(engine)
+    except (SQLAlchemyError, OSError) as exc:
+        engine.dispose()
+        why = _short(exc) if isinstance(exc, SQLAlchemyError) else exc.strerror
+        raise StoreError(f"cannot open the history store {describe(str(engine.url))}: {why}") from None
+    return Store(engine)
