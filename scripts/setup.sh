@@ -17,7 +17,12 @@ extras="${DCSAUDIT_EXTRAS-dev}"
 # Debian packages: nmap drives the port inventory; DCMTK, Orthanc, rsyslog(+gnutls), openssl and
 # testssl.sh are the real peers the tests start; iproute2 and nftables build test network namespaces.
 debs=(python3 python3-venv python3-pip ca-certificates nmap dcmtk orthanc rsyslog rsyslog-gnutls
-      openssl testssl.sh iproute2 nftables procps)
+      openssl testssl.sh iproute2 nftables procps
+      chrony orthanc-dicomweb dnsmasq slapd ldap-utils  # issue 15 peers: NTP, DICOMweb, DNS, LDAP
+      # issue 14: annex.pdf (WeasyPrint needs Pango, HarfBuzz subsetting and a font); poppler for its tests
+      libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils
+      openjdk-17-jre-headless  # a TLS server without TLS_FALLBACK_SCSV (Java's JSSE) for the SCSV test
+      postgresql)  # issue 13: the history store's fleet backend, started by the tests (initdb in a temp dir)
 
 missing=()
 for pkg in "${debs[@]}"; do

@@ -8,8 +8,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from dcsaudit.annex import outline
 from dcsaudit.cli import main
+from dcsaudit.models.report import Report
 from dcsaudit.output import report_schema
+from tests.annex_invariants import assert_annex_honest
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "report.schema.json"
 
@@ -61,12 +64,13 @@ def test_demo_port_table_lists_demo_ports_with_services(demo_out: tuple[int, Pat
         assert f">{port}" in html
 
 
-def test_unwritable_output_exits_3(tmp_path: Path) -> None:
+def test_unwritable_output_is_a_config_error_before_the_scan(tmp_path: Path) -> None:
+    # Preflight (issue 12): an --out that cannot be written is found before any packet, exit 2.
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     cfg = tmp_path / "c.yaml"
     cfg.write_text("deployment: t\nhosts: [{address: 127.0.0.1, tcp_ports: [1]}]\nscan: {use_nmap: false, udp: false}\n")
-    assert main(["scan", str(cfg), "--out", str(blocker / "sub"), "-q"]) == 3
+    assert main(["scan", str(cfg), "--out", str(blocker / "sub"), "-q"]) == 2
 
 
 def test_scan_of_closed_ports_passes_default_policy(tmp_path: Path) -> None:
@@ -142,3 +146,25 @@ def test_n8_2_rows_in_the_standards_order(demo_out: tuple[int, Path]) -> None:
     assert labels[-4:] == identity
     audit = [x for x in labels if "Audit Trail" in x]
     assert audit and all(labels.index(x) < labels.index(identity[0]) for x in audit)
+
+
+def test_demo_annex_cells_keep_the_mark_and_evidence_rules(demo_out: tuple[int, Path]) -> None:
+    _, out = demo_out
+    report = Report.model_validate_json((out / "report.json").read_text())
+    assert_annex_honest(report)
+
+
+def test_demo_annex_has_every_section_and_table_of_annex_n_in_order(demo_out: tuple[int, Path]) -> None:
+    _, out = demo_out
+    report = Report.model_validate_json((out / "report.json").read_text())
+    got = []
+    for s in report.annex.sections:
+        got.append(s.id)
+        got.extend(dict.fromkeys(t.id for t in s.tables if t.numbered))
+    expected = [e.id for e in outline.entries()]
+    assert got == expected
+    [ports] = [t for s in report.annex.sections if s.id == "N.8.3" for t in s.tables]
+    assert not ports.numbered, "the port table sits under N.8.3 without a table number of its own"
+    md = (out / "annex.md").read_text()
+    positions = [md.index(f"Table {i}. ") for i in outline.table_ids()]
+    assert positions == sorted(positions)

@@ -68,6 +68,9 @@ class Finding(Model):
     evidence: list[str] = Field(default_factory=list, description="ids of Evidence items")
     references: list[str] = Field(default_factory=list, description="standard sections the check cites")
     gating: bool = Field(default=False, description="the policy makes this finding fail the audit")
+    suppressed: bool = Field(default=False, description="an active entry of the --suppressions file covers it: "
+                             "kept in the report, never gating")
+    suppression: str | None = Field(default=None, description="the covering suppression: reason, owner, expiry")
 
 
 class Provenance(StrEnum):
@@ -99,6 +102,8 @@ class AnnexTable(Model):
     rows: list[list[Cell]] = Field(default_factory=list)
     empty_reason: str = Field(default="", description="why the table has no rows (said, never invented)")
     notes: list[str] = Field(default_factory=list)
+    numbered: bool = Field(default=True, description="False for a table the standard describes without a "
+                           "number (the port table of N.8.3); its id is then its section's id")
 
 
 class AnnexSection(Model):

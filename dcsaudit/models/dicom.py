@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from dcsaudit.models.core import Model
+from dcsaudit.models.tls import TlsSession
 
 # How one association attempt ended, from the requestor's point of view.
 AssocOutcome = Literal[
@@ -110,6 +111,8 @@ class AssociationAttempt(Model):
     user_identity_response_length: int | None = None
     echo_status: int | None = Field(default=None, description="C-ECHO-RSP status, 0 = success")
     released: bool | None = None
+    tls: TlsSession | None = Field(default=None, description="the TLS version and suite the association ran over "
+                                   "(DICOM over TLS only; None when no TLS handshake completed)")
     duration_ms: float = 0.0
     evidence: str | None = None
     retries: int = Field(default=0, description="fresh connections tried after a transient answer (PS3.8 §9.3.4 "
@@ -300,3 +303,6 @@ class Initiator(Model):
     services: list[str] = Field(default_factory=list, description="DIMSE operations received, e.g. C-ECHO")
     stored_instances: int = 0
     outcome: str = "accepted"
+    errors: list[str] = Field(
+        default_factory=list, description="what was wrong on the wire (malformed A-ASSOCIATE-RQ, PDU over the "
+        "listener's limit, PDUs after the association ended), each answered by an A-ASSOCIATE-RJ or A-ABORT")
