@@ -47,7 +47,7 @@ def make_demo_pki(directory: Path) -> dict[str, Path]:
     """
     ca = certs.issue("dcsaudit demo CA", days=397, ca=True)
     out: dict[str, Path] = {}
-    out["ca"], _ = certs.write_pem(*ca, directory, "ca")
+    out["ca"], out["ca_key"] = certs.write_pem(*ca, directory, "ca")
     out["server"], out["server_key"] = certs.write_pem(
         *certs.issue("localhost", hosts=[LOOPBACK], days=397, issuer=ca), directory, "server")
     out["client"], out["client_key"] = certs.write_pem(
@@ -200,6 +200,9 @@ def demo_config(product: DemoProduct, pki: dict[str, Path], collector_tls_port: 
         "scan": {
             "timeouts": {"connect": 2, "read": 2, "tls_handshake": 3, "dicom": 5, "endpoint": 90},
             "intrusive": {"max_associations": True, "max_associations_cap": 12, "measure_timeouts": True},
+            # The demo knows its CA: the defective client certificates are signed by it, so each has only
+            # its own defect and the validity / key-usage checks are measured, not undetermined.
+            "client_certs": {"signing_ca_cert": str(pki["ca"]), "signing_ca_key": str(pki["ca_key"])},
             # The demo SCP's timers are 5 s: cap the measurements at 6 s so the demo stays quick, and
             # retry a transient (2, 3, x) answer for its ARTIM + 2 s. It accepts 8 associations
             # (declared below), so two at a time is safe and lets ARTIM and idle be timed together.
