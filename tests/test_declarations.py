@@ -139,3 +139,21 @@ def test_key_list_names_every_declarable_table() -> None:
                          timeout=60, check=True).stdout.splitlines()
     assert {line.split("\t")[0] for line in out} == set(declarations.catalog())
     assert f"N.6-1\t{MAX}" in out and f"N.6-1\t{MAX} | Configurable" in out
+
+
+def test_qualified_declaration_applies_to_a_row_that_names_its_endpoint() -> None:
+    # Given N.11-5 rows labelled per endpoint, and declarations for two ports, only one of them audited
+    from dcsaudit.models.core import AnnexTable
+
+    spec = declarations.catalog()["N.11-5"]
+    table = AnnexTable(id="N.11-5", title="t", columns=list(spec.columns), rows=[[
+        Cell(value="TLS versions accepted (127.0.0.1:2762)", provenance=Provenance.LABEL),
+        Cell(value="", provenance=Provenance.NOT_VERIFIABLE, note="n"),
+        Cell(value="TLSv1.2, TLSv1.3", provenance=Provenance.VERIFIED, evidence=["ev-0001"]),
+        Cell(value="", provenance=Provenance.NOT_VERIFIABLE, note="n")]])
+    got = declarations._apply_table(table, spec, {"TLS versions accepted @ 2762": "TLSv1.3",
+                                                  "TLS versions accepted | Configurable": "FIXED",
+                                                  "TLS versions accepted @ 11112": "TLSv1.2"})
+    # Then the declaration for its port is compared (and contradicts), the other port's is not used
+    c = got.rows[0][2]
+    assert c.provenance is Provenance.CONTRADICTED and c.declared == "TLSv1.3"

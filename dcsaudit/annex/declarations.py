@@ -244,7 +244,8 @@ def _reconcile(cell: Cell, claims: list[tuple[str | None, str]], names: set[str]
     differing: list[str] = []
     shown: list[str] = []
     for part_names, value in parts:
-        want = [v for q, v in qualified if q in part_names] or [v for _, v in general]
+        # A part that names no AE is about whatever the row, table title or value names.
+        want = [v for q, v in qualified if q in (part_names or names)] or [v for _, v in general]
         if not want:
             continue
         shown.extend(want)
