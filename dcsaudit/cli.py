@@ -277,14 +277,12 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 def _exit_without_waiting_for_probes(status: int) -> None:
-    """After an interruption, probe threads that cannot be cancelled (nmap, sslyze, pynetdicom) may
-    still run; the interpreter would join them at exit. The outputs are on disk: end now."""
+    """After an interruption, probe threads that cannot be cancelled (nmap, sslyze, pynetdicom, a
+    blocked preflight read) may still run, and the interpreter would join them at exit — where a
+    pending interrupt turns the exit status into a signal death (seen once in CI as -2). The outputs
+    are on disk: end now, always with ``status``."""
     import os
-    import threading
 
-    lingering = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
-    if not lingering:
-        return
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
