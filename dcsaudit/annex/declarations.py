@@ -224,14 +224,15 @@ def _reconcile(cell: Cell, claims: list[tuple[str | None, str]], names: set[str]
     if cell.provenance in (Provenance.DECLARED, Provenance.CONTRADICTED) or \
             (cell.provenance == Provenance.LABEL and cell.value):
         return cell
+    original = cell
     if cell.provenance == Provenance.LABEL:  # an empty template cell: nothing observed, nothing to say
         cell = Cell(value="", provenance=Provenance.NOT_VERIFIABLE)
     qualified = [(q, v) for q, v in claims if q is not None and q in names]
     general = [(q, v) for q, v in claims if q is None]
     if cell.provenance in (Provenance.NOT_OBSERVED, Provenance.NOT_VERIFIABLE):
         chosen = qualified or general
-        if not chosen:
-            return cell
+        if not chosen:  # only declarations for other AEs/ports: this cell stays as built
+            return original
         claim = "; ".join(f"{v} ({q})" if q else v for q, v in chosen)
         if cell.provenance == Provenance.NOT_OBSERVED:
             note = f"not observed in this audit: {cell.note}" if cell.note else "not observed in this audit"
