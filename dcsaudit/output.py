@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import tempfile
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ def report_schema() -> dict[str, Any]:
     return schema
 
 
+@cache  # one environment per kind, so its compiled templates are reused (and can be preloaded)
 def _env(autoescape: bool) -> jinja2.Environment:
     loader = jinja2.FunctionLoader(
         lambda name: (resources.files("dcsaudit.templates") / name).read_text(encoding="utf-8"))
@@ -108,6 +110,15 @@ def _context(report: Report) -> dict[str, Any]:
         "remediation": remediation(),
         "evidence_by_id": {e["id"]: e for e in data["evidence"]},
     }
+
+
+TEMPLATES = (("annex.md.j2", False), ("annex.html.j2", True))
+
+
+def preload_templates() -> None:
+    """Compile the report templates ahead (dcsaudit.warmup: while the probes wait on the wire)."""
+    for name, autoescape in TEMPLATES:
+        _env(autoescape).get_template(name)
 
 
 def render(report: Report, template: str, autoescape: bool) -> str:

@@ -19,22 +19,17 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from dcsaudit import __version__, budgets
-from dcsaudit.annex.builder import build_annex
-from dcsaudit.auditmsg.correlate import correlate
-from dcsaudit.checks import REGISTRY, AuditData
 from dcsaudit.config import DeploymentConfig, Host
 from dcsaudit.context import AuditContext
-from dcsaudit.listeners.syslog_collector import SyslogCollector
 from dcsaudit.models.audit import AuditTrail
 from dcsaudit.models.core import Finding, Reason
 from dcsaudit.models.dicom import ApplicationEntity, Initiator
 from dcsaudit.models.endpoint import Endpoint
 from dcsaudit.models.report import Report, RunInfo
 from dcsaudit.policy import Policy
-from dcsaudit.probes.dicom_assoc import NOT_FINISHED, aes_per_host, audit_application_entities
 from dcsaudit.probes.identify import identify_all
 from dcsaudit.probes.ports import inventory_host
 from dcsaudit.probes.syslog_sender import probe_product_collector
@@ -43,10 +38,18 @@ from dcsaudit.probes.tls.audit import TlsAuditOptions
 from dcsaudit.rules import tls_profiles
 from dcsaudit.rules.services import DICOM_SERVICES, SYSLOG_SERVICES, TLS_SERVICES
 
+# What only the end of a run needs (checks, annex, collector) is imported there: dcsaudit.warmup loads it
+# in the background while the network stages run (issue 16).
+if TYPE_CHECKING:
+    from dcsaudit.checks import AuditData
+    from dcsaudit.listeners.syslog_collector import SyslogCollector
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 def run_checks(data: AuditData, policy: Policy) -> list[Finding]:
+    from dcsaudit.checks import REGISTRY
+
     findings: list[Finding] = []
     for spec in REGISTRY.all():
         severity = policy.severity.get(spec.id, spec.severity)
@@ -117,6 +120,8 @@ async def _identification(ctx: AuditContext, got: Collected) -> None:
 
 
 async def _dicom(ctx: AuditContext, got: Collected) -> None:
+    from dcsaudit.probes.dicom_assoc import audit_application_entities  # pynetdicom/pydicom: only with DICOM
+
     ctx.progress("DICOM association audit")
     await audit_application_entities(ctx, got.endpoints, got.aes)
 
@@ -342,13 +347,24 @@ def _tls_hosts(got: Collected) -> list[str]:
 # one of the product's association slots until the product's ARTIM timer fires (pynetdicom does), and
 # the association audit would then see (2, 3, 2) local-limit-exceeded rejects caused by the scan itself.
 # A new probe family is one row here, its services in dcsaudit/rules/services.py and its own modules.
+def _aes_per_host(cfg: DeploymentConfig, got: Collected) -> list[int]:
+    from dcsaudit.probes.dicom_assoc import aes_per_host
+
+    return aes_per_host(cfg, got.endpoints)
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("inventory", lambda cfg, got: True, _inventory,
           lambda cfg, got: budgets.inventory_seconds(cfg)),
     Stage("identify", lambda cfg, got: True, _identification,
           lambda cfg, got: budgets.identification_seconds(cfg, [e.host for e in got.endpoints if e.state == "open"])),
     Stage("dicom.audit", _dicom_wanted, _dicom,
-          lambda cfg, got: budgets.dicom_stage_seconds(cfg, aes_per_host(cfg, got.endpoints))),
+          lambda cfg, got: budgets.dicom_stage_seconds(cfg, _aes_per_host(cfg, got))),
+    # Before the TLS audit: openssl s_server answers the next connection ~1 s late after the
+    # client-initiated renegotiation test; the web checks do not use the TLS facts.
+    Stage("dicomweb", lambda cfg, got: cfg.scan.dicomweb.enabled and bool(got.endpoints_where(WEB_SERVICES)),
+          _dicomweb, lambda cfg, got: budgets.dicomweb_stage_seconds(
+              cfg, [got.endpoints[i].host for i in got.endpoints_where(WEB_SERVICES)])),
     Stage("tls.audit", lambda cfg, got: cfg.scan.tls_audit and bool(got.endpoints_where(TLS_SERVICES)), _tls,
           lambda cfg, got: budgets.tls_stage_seconds(cfg, _tls_hosts(got))),
     Stage("syslog.send", lambda cfg, got: bool(got.endpoints_where(SYSLOG_SERVICES)), _collector_probe,
@@ -357,9 +373,6 @@ STAGES: tuple[Stage, ...] = (
           _client_certs, lambda cfg, got: budgets.client_certs_stage_seconds(cfg, _tls_hosts(got))),
     Stage("ntp", lambda cfg, got: cfg.scan.ntp.enabled and bool(got.endpoints), _ntp,
           lambda cfg, got: budgets.ntp_stage_seconds(cfg, [e.host for e in got.endpoints])),
-    Stage("dicomweb", lambda cfg, got: cfg.scan.dicomweb.enabled and bool(got.endpoints_where(WEB_SERVICES)),
-          _dicomweb, lambda cfg, got: budgets.dicomweb_stage_seconds(
-              cfg, [got.endpoints[i].host for i in got.endpoints_where(WEB_SERVICES)])),
     Stage("ldap", lambda cfg, got: cfg.scan.ldap.enabled and bool(_ldap_targets(cfg, got)), _ldap,
           lambda cfg, got: budgets.ldap_stage_seconds(cfg, [got.endpoints[i].host for i, _ in _ldap_targets(cfg, got)])),
     Stage("dns", lambda cfg, got: cfg.scan.dns.enabled and bool(got.endpoints), _dns,
@@ -382,6 +395,10 @@ async def run_stage(ctx: AuditContext, stage: Stage, got: Collected) -> None:
 
 def _mark_unfinished(ctx: AuditContext, got: Collected, interrupted: str | None = None) -> None:
     """AEs the DICOM stage's bound (or an interruption) cut off get that as their evidence and error."""
+    if not got.aes:
+        return
+    from dcsaudit.probes.dicom_assoc import NOT_FINISHED
+
     cut = [i for i, ae in got.aes.items() if ae.error == NOT_FINISHED]
     if cut:
         why = f"interrupted ({interrupted})" if interrupted else "not audited within the stage budget"
@@ -484,6 +501,8 @@ class _Collector:
         cfg = self.ctx.config.collector
         if not cfg.enabled:
             return
+        from dcsaudit.listeners.syslog_collector import SyslogCollector
+
         try:
             self.impl = SyslogCollector(cfg.bind, cfg.tls_port, cfg.udp_port, self.ctx.evidence,
                             cert_file=cfg.cert_file, key_file=cfg.key_file,
@@ -512,6 +531,8 @@ class _Collector:
                                   f"collector did not stop within {COLLECTOR_STOP_SECONDS:.0f} s after the "
                                   "interruption; its messages are not in this report", reason=Reason.TIMEOUT)
             return None
+        from dcsaudit.auditmsg.correlate import correlate
+
         return correlate(self.ctx.evidence.items(), trail, window, application_entities=aes)
 
 
@@ -583,6 +604,9 @@ def assemble_report(
     ``hosts``: the configured hosts the inventory was to reach (a host that answered nothing fails
     ``inventory.host_reachable``); ``interrupted`` (the reason) marks the report ``run.complete`` false.
     """
+    from dcsaudit.annex.builder import build_annex
+    from dcsaudit.checks import AuditData
+
     ctx.progress("checks and annex")
     # The rule book's profile verdicts on the TLS facts, for readers of report.json (probes record facts only).
     endpoints = tls_profiles.judge_endpoints(endpoints)
