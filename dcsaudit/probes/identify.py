@@ -139,6 +139,7 @@ async def _speak_dicom(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     await writer.drain()
     if sent is not None:
         await sent()
+    ul.ack_at_once(reader)
     try:
         head = await _read_exact(reader, 6, timeout)
     except asyncio.IncompleteReadError as exc:
@@ -218,11 +219,15 @@ assert {k: str(v) for k, v in _PDU_NAME.items()} == ul.PDU_NAMES
 DICOM_TLS_PORT = 2762
 # How long a plaintext PDU may go unanswered before an HTTP probe starts beside it.
 HTTP_STAGGER = 0.3
-# How long to listen for a post-handshake alert (TLS 1.3 client-certificate refusal) on loopback-to-LAN.
+# How long to listen for a post-handshake alert (TLS 1.3 client-certificate refusal) on loopback-to-LAN;
+# sooner when the handshake itself was fast (STALL_FACTOR times its duration, at least STALL_FLOOR).
 EARLY_ALERT_WAIT = 0.25
 # How long the HTTPS probe's handshake may make no progress while the DICOM probe's TLS connection is
 # open before we conclude the server serves one connection at a time (openssl s_server does).
 HANDSHAKE_STALL = 0.3
+# ... or, sooner, after this many times the first handshake's own duration (never under STALL_FLOOR): on a
+# fast network a second handshake that takes four times the first is the server making it wait.
+STALL_FACTOR, STALL_FLOOR = 4.0, 0.05
 # A connect or TLS handshake that takes longer than this is the peer making us wait: the slot goes back.
 WORK_HOLD = 0.3
 # Handshake failures that still prove a TLS server (it answered with a TLS alert).
@@ -354,12 +359,15 @@ Speak = Callable[[asyncio.StreamReader, asyncio.StreamWriter, Callable[[], Await
 
 
 async def _one_exchange(run: _Probing, host: str, port: int, tls: bool, what: str, speak: Speak,
-                        connected: asyncio.Event | None = None) -> Answer:
-    """One bounded connection (TLS when ``tls``); its work slot is given back once the request is sent,
-    ``connected`` is set once the connection (and handshake) stands. Any failure becomes an Answer."""
+                        connected: asyncio.Event | None = None, connecting: asyncio.Event | None = None) -> Answer:
+    """One bounded connection (TLS when ``tls``); its work slot is given back once the request is sent.
+    ``connecting`` is set once it holds its slots and connects, ``connected`` once the connection (and
+    handshake) stands. Any failure becomes an Answer."""
     start = time.perf_counter()
     try:
         async with run.open_connections, _WorkSlot(run.ctx, host) as slot:
+            if connecting is not None:
+                connecting.set()
             reader, writer = await slot.open(run, host, port, tls)
             if connected is not None:
                 connected.set()
@@ -373,11 +381,12 @@ async def _one_exchange(run: _Probing, host: str, port: int, tls: bool, what: st
     return ans
 
 
-async def probe_http(run: _Probing, host: str, port: int, tls: bool, connected: asyncio.Event | None = None) -> Answer:
+async def probe_http(run: _Probing, host: str, port: int, tls: bool, connected: asyncio.Event | None = None,
+                     connecting: asyncio.Event | None = None) -> Answer:
     """HTTP(S) ``GET /`` on a fresh connection."""
     return await _one_exchange(run, host, port, tls, "HTTPS GET request" if tls else "HTTP GET request",
                                lambda r, w, sent: _speak_http(r, w, host, port, run.ctx.config.scan.timeouts.read,
-                                                              sent), connected)
+                                                              sent), connected, connecting)
 
 
 async def probe_plain(run: _Probing, host: str, port: int) -> Answer:
@@ -425,7 +434,7 @@ async def probe_tls(run: _Probing, host: str, port: int, out: _TlsOutcome) -> No
                         # Listen briefly before sending: once we have sent data, its close may come as
                         # a reset that destroys the alert before we read it.
                         try:
-                            early = await asyncio.wait_for(reader.read(64), EARLY_ALERT_WAIT)
+                            early = await asyncio.wait_for(reader.read(64), _scaled_wait(out.hs, EARLY_ALERT_WAIT))
                         except TimeoutError:
                             early = None
                         if early is not None:
@@ -467,6 +476,14 @@ async def _cancel(task: asyncio.Future[Any] | None) -> None:
         await asyncio.wait({task})
 
 
+def _scaled_wait(handshake: Answer | None, ceiling: float) -> float:
+    """A wait for the server's next move, scaled to how long its handshake took (which includes the
+    network's round trips): STALL_FACTOR times that, within [STALL_FLOOR, ceiling]."""
+    if handshake is None or handshake.ms <= 0:
+        return ceiling
+    return min(ceiling, max(STALL_FLOOR, STALL_FACTOR * handshake.ms / 1000))
+
+
 async def tls_path(run: _Probing, host: str, port: int, stagger_https: bool) -> TlsPath:
     """(handshake, DICOM answer inside TLS, HTTPS answer). With ``stagger_https``, an HTTPS ``GET /`` starts
     HTTP_STAGGER after the A-ASSOCIATE-RQ inside TLS went unanswered (DICOM acceptors answer at once; web
@@ -475,7 +492,7 @@ async def tls_path(run: _Probing, host: str, port: int, stagger_https: bool) -> 
     after a non-DICOM answer, so a slow acceptor gets no second connection.
 
     A server that serves one connection at a time (openssl s_server) does not start the HTTPS handshake
-    while the DICOM probe's connection is open; after HANDSHAKE_STALL the DICOM probe is cut short so
+    while the DICOM probe's connection is open; after a stall (``_scaled_wait``) the DICOM probe is cut short so
     the HTTPS one can run. When HTTPS then does not answer HTTP, the DICOM probe runs again in full:
     the cut never turns a slow DICOM acceptor into a non-DICOM port.
     """
@@ -492,10 +509,15 @@ async def tls_path(run: _Probing, host: str, port: int, stagger_https: bool) -> 
             if not task.done():
                 await asyncio.wait({task}, timeout=HTTP_STAGGER)
             if not task.done():
-                handshake = asyncio.Event()
-                https_task = asyncio.ensure_future(probe_http(run, host, port, True, handshake))
+                handshake, connecting = asyncio.Event(), asyncio.Event()
+                https_task = asyncio.ensure_future(probe_http(run, host, port, True, handshake, connecting))
+                # The stall clock starts when the HTTPS probe connects: queueing for our own slots is not
+                # the server making it wait.
+                began = asyncio.ensure_future(connecting.wait())
+                await asyncio.wait({task, https_task, began}, return_when=asyncio.FIRST_COMPLETED)
+                await _cancel(began)
                 shook = asyncio.ensure_future(handshake.wait())
-                done, _ = await asyncio.wait({task, https_task, shook}, timeout=HANDSHAKE_STALL,
+                done, _ = await asyncio.wait({task, https_task, shook}, timeout=_scaled_wait(out.hs, HANDSHAKE_STALL),
                                              return_when=asyncio.FIRST_COMPLETED)
                 await _cancel(shook)
                 if not done:  # neither answered nor handshook: one connection at a time
