@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 import struct
 from dataclasses import dataclass, field
@@ -276,8 +277,23 @@ class Pdu:
         return PDU_NAMES.get(self.pdu_type, f"unknown 0x{self.pdu_type:02x}")
 
 
+def ack_at_once(reader: asyncio.StreamReader) -> None:
+    """Acknowledge what arrives without the kernel's delayed ACK (Linux TCP_QUICKACK, re-armed per read).
+
+    DCMTK and Orthanc write a PDU in several small writes with Nagle's algorithm on: each write after the
+    first waits for our ACK, which Linux delays up to 40 ms. Measured on Orthanc over TLS: a whole
+    association audit 0.52 s → 0.10 s (issue 16). Only our ACK timing changes, never what we send.
+    """
+    transport = getattr(reader, "_transport", None)  # StreamReader keeps it privately; absent → no-op
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None and hasattr(socket, "TCP_QUICKACK"):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+
+
 async def read_pdu(reader: asyncio.StreamReader, timeout: float, limit: int = MAX_PDU_ACCEPTED) -> Pdu:
     """Read one PDU within ``timeout`` seconds; refuses unknown types and lengths above ``limit``."""
+    ack_at_once(reader)
     async with asyncio.timeout(timeout):
         try:
             head = await reader.readexactly(6)
