@@ -224,3 +224,59 @@ def test_default_store_that_cannot_be_written_is_a_warning_an_explicit_one_exits
     assert "warning: run not kept in the default history store" in capsys.readouterr().err
     assert store_run(report([]), url, tmp_path, quiet=True, explicit=True) is False
     assert "cannot create the history store's directory" in capsys.readouterr().err
+
+
+def _schema(url: str) -> dict[str, object]:
+    """Tables, columns (type, nullable), primary keys, indexes and foreign keys, as the database reports them."""
+    from sqlalchemy import create_engine, inspect
+
+    engine = create_engine(url)
+    try:
+        insp = inspect(engine)
+        out: dict[str, object] = {}
+        for t in sorted(insp.get_table_names()):
+            out[t] = {
+                "columns": [(c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns(t)],
+                "pk": insp.get_pk_constraint(t)["constrained_columns"],
+                "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in insp.get_indexes(t)),
+                "fks": sorted((tuple(f["constrained_columns"]), f["referred_table"], tuple(f["referred_columns"]),
+                               (f.get("options") or {}).get("ondelete")) for f in insp.get_foreign_keys(t)),
+            }
+        with engine.connect() as conn:
+            from sqlalchemy import text
+
+            out["alembic_version"] = [r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))]
+        return out
+    finally:
+        engine.dispose()
+
+
+def _both_ways(fast_url: str, alembic_url: str) -> None:
+    from dcsaudit.history import store as st
+
+    for url, alembic_only in ((fast_url, False), (alembic_url, True)):
+        engine = st._engine(st.resolve_url(url))
+        assert not st._at_head(engine)  # an empty database
+        st.migrate(engine, alembic_only=alembic_only)
+        assert st._at_head(engine)  # from now on open_store does not touch Alembic
+        engine.dispose()
+    assert _schema(fast_url) == _schema(alembic_url)
+
+
+def test_a_new_store_built_from_the_models_equals_the_migrations_and_is_stamped_at_head(tmp_path: Path) -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from dcsaudit.history import store as st
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(st.MIGRATIONS))
+    assert ScriptDirectory.from_config(cfg).get_heads() == [st.HEAD_REVISION]
+    _both_ways(f"sqlite:///{tmp_path / 'fast.sqlite'}", f"sqlite:///{tmp_path / 'alembic.sqlite'}")
+
+
+def test_the_same_on_postgresql() -> None:
+    from tests.peers.postgres import postgres_server
+
+    with postgres_server() as server:
+        _both_ways(server.new_database(), server.new_database())
