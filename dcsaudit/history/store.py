@@ -27,8 +27,8 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
-    inspect,
     insert,
+    inspect,
     select,
     text,
 )
