@@ -46,7 +46,7 @@ def report_schema() -> dict[str, Any]:
     return schema
 
 
-@cache  # one environment per kind, so its compiled templates are reused (and can be preloaded)
+@cache  # one environment per kind, so its compiled templates are reused
 def _env(autoescape: bool) -> jinja2.Environment:
     loader = jinja2.FunctionLoader(
         lambda name: (resources.files("dcsaudit.templates") / name).read_text(encoding="utf-8"))
@@ -110,15 +110,6 @@ def _context(report: Report) -> dict[str, Any]:
         "remediation": remediation(),
         "evidence_by_id": {e["id"]: e for e in data["evidence"]},
     }
-
-
-TEMPLATES = (("annex.md.j2", False), ("annex.html.j2", True))
-
-
-def preload_templates() -> None:
-    """Compile the report templates ahead (dcsaudit.warmup: while the probes wait on the wire)."""
-    for name, autoescape in TEMPLATES:
-        _env(autoescape).get_template(name)
 
 
 def render(report: Report, template: str, autoescape: bool) -> str:

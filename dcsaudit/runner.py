@@ -38,8 +38,7 @@ from dcsaudit.probes.tls.audit import TlsAuditOptions
 from dcsaudit.rules import tls_profiles
 from dcsaudit.rules.services import DICOM_SERVICES, SYSLOG_SERVICES, TLS_SERVICES
 
-# What only the end of a run needs (checks, annex, collector) is imported there: dcsaudit.warmup loads it
-# in the background while the network stages run (issue 16).
+# What only the end of a run needs (checks, annex, collector) is imported where it is used (issue 16).
 if TYPE_CHECKING:
     from dcsaudit.checks import AuditData
     from dcsaudit.listeners.syslog_collector import SyslogCollector
