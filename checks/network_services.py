@@ -22,6 +22,7 @@ from dcsaudit.models.network import (
     DnsSdAdvert,
     LdapResult,
 )
+from dcsaudit.rules import served_certs
 
 _UNTRUSTED: tuple[ClientCertKind, ...] = ("untrusted_ca", "self_signed")
 _INVALID: tuple[ClientCertKind, ...] = ("expired", "not_yet_valid", "wrong_key_usage")
@@ -84,6 +85,22 @@ def client_cert_validity_checked(data: AuditData) -> Iterator[Verdict]:
         status, summary, ev = _judge(r, _INVALID, need_isolated=True)
         yield Verdict(status, target, summary, ev)
 
+
+
+@check(id="tls.client_validates_server_cert", title="As TLS client, the product refuses server certificates from an "
+       "unknown CA, self-signed, expired or for another host", severity="high",
+       references=["PS3.15 B.9", "PS3.15 B.12", "RFC 5280 §6.1", "RFC 6125 §6", "RFC 8446 §4.4.2.4"])
+def client_validates_server_cert(data: AuditData) -> Iterator[Verdict]:
+    """From ``listen --tls-cert-tests``: a product that goes on with any server certificate can be led to send
+    its images to whoever answers on the path."""
+    peers = served_certs.by_peer(data.initiators)
+    for peer, kinds in sorted(peers.items()):
+        status, summary, ev = served_certs.judge(kinds)
+        yield Verdict(status, f"initiator {peer} (TLS client)", summary, ev)
+    if not peers:  # the tests were on, but the product never made a TLS connection to try one on
+        for e in data.evidence:
+            if e.probe == served_certs.NO_TRIALS_PROBE:
+                yield Verdict("error", e.target, f"undetermined: {e.summary}", [e.id])
 
 
 # DICOMweb (PS3.18; PS3.2 N.8.6): access control and transport of the web services.

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 PrivateKey = ec.EllipticCurvePrivateKey
+IssuerKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey  # a configured CA may have either
 
 
 def _name(common_name: str) -> x509.Name:
@@ -35,16 +36,19 @@ def _sans(hosts: list[str]) -> x509.SubjectAlternativeName:
 
 
 def issue(common_name: str, *, hosts: list[str] | None = None, days: int = 7,
-          issuer: tuple[x509.Certificate, PrivateKey] | None = None, ca: bool = False
-          ) -> tuple[x509.Certificate, PrivateKey]:
-    """An ECDSA P-256 / SHA-256 certificate: self-signed without ``issuer``; a CA with ``ca=True``."""
+          issuer: tuple[x509.Certificate, IssuerKey] | None = None, ca: bool = False,
+          not_before_days: int | None = None) -> tuple[x509.Certificate, PrivateKey]:
+    """An ECDSA P-256 / SHA-256 certificate: self-signed without ``issuer``; a CA with ``ca=True``.
+    Valid until ``days`` from now, from ``not_before_days`` from now (default: five minutes ago), so an
+    expired one is ``days=-1, not_before_days=-30``."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     subject = _name(common_name)
     signer_name, signer_key = (issuer[0].subject, issuer[1]) if issuer else (subject, key)
     builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(signer_name)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+               .not_valid_before(now - dt.timedelta(minutes=5) if not_before_days is None
+                             else now + dt.timedelta(days=not_before_days)).not_valid_after(now + dt.timedelta(days=days))
                .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True))
     if ca:
         builder = builder.add_extension(

@@ -5,11 +5,18 @@ what the product sends (associations, user identities, TLS ClientHellos, audit m
 writes the same report.json and annex as a scan (N.8-8, the sender side of N.8-3, N.11-2, …).
 
 The collector streams every message to ``messages.jsonl`` (classified) and ``received.log`` (raw) in the
-output directory as they come; report.json keeps counts, classes and examples.
+output directory as they come; report.json keeps counts, classes and examples. ``--format``, ``--sign``
+and ``--redact`` mean what they mean for scan; with ``--redact`` both files are rewritten redacted once
+the window has closed (with the report's placeholders; raw records keep their length prefix right), and
+``--sign`` lists them in manifest.json. Until then they hold what arrived, unredacted, in ``--out``.
 
 Bounded end: the listeners stop within about 2 s of ``--duration``. SIGTERM or SIGINT end the window
 early the same way and the report is still written, with ``run.complete: false`` and the reason (exit
 status 4); a second signal ends the process at once.
+
+``--tls-cert-tests`` (issue 15 item 6, the product as TLS client): the DICOM TLS port serves, per peer, the good
+certificate and then one defective certificate per connection (:mod:`dcsaudit.listeners.bad_server_certs`);
+each captured connection says which one it got and whether the product went on.
 """
 
 from __future__ import annotations
@@ -24,8 +31,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from dcsaudit.config import parse_config
+from dcsaudit.config import ConfigError, parse_config
 from dcsaudit.context import AuditContext
+from dcsaudit.listeners.bad_server_certs import SigningCa, load_signing_ca
 from dcsaudit.models.audit import AuditTrail
 from dcsaudit.models.core import Reason
 from dcsaudit.models.dicom import Initiator
@@ -66,7 +74,28 @@ class _Signals:
                 signal.signal(signum, prev)  # type: ignore[arg-type]
 
 
+def _cert_tests(args: argparse.Namespace) -> tuple[bool, SigningCa | None]:
+    """``--tls-cert-tests`` and its optional signing CA, checked before anything listens."""
+    on = bool(getattr(args, "tls_cert_tests", False))
+    ca, key = getattr(args, "tls_cert_signing_ca", None), getattr(args, "tls_cert_signing_key", None)
+    if (ca is None) != (key is None):
+        raise ConfigError("listen: --tls-cert-signing-ca and --tls-cert-signing-key go together")
+    if ca is not None and not on:
+        raise ConfigError("listen: --tls-cert-signing-ca is for --tls-cert-tests")
+    if on and args.dicom_tls_port is None:
+        raise ConfigError("listen: --tls-cert-tests needs --dicom-tls-port")
+    if ca is None or key is None:
+        return on, None
+    signing = SigningCa(ca, key)
+    try:
+        load_signing_ca(signing)
+    except (OSError, ValueError, TypeError) as exc:  # never echo key material: the type and file names only
+        raise ConfigError(f"listen: cannot load the signing CA {ca} / {key}: {type(exc).__name__}") from None
+    return on, signing
+
+
 def run_listen(args: argparse.Namespace, policy: Policy, progress: Callable[[str], None]) -> Report:
+    cert_tests, signing_ca = _cert_tests(args)
     config = parse_config({"deployment": f"listen on {args.bind}", "hosts": [{"address": args.bind}]}, "listen")
     ctx = AuditContext.create(config, progress)
     started = datetime.now(UTC)
@@ -81,7 +110,8 @@ def run_listen(args: argparse.Namespace, policy: Policy, progress: Callable[[str
 
                 listener = DicomListener(args.bind, args.dicom_port, args.dicom_tls_port, ctx.evidence,
                                          tls_cert=args.tls_cert, tls_key=args.tls_key, tls_ca=args.tls_ca,
-                                         store_dir=args.store_dir, ae_title=args.ae_title)
+                                         store_dir=args.store_dir, ae_title=args.ae_title,
+                                         cert_tests=cert_tests, signing_ca=signing_ca)
                 listener.start()
                 progress(f"DICOM SCP listening (plain {listener.dicom_port}, TLS {listener.dicom_tls_port})")
             if args.syslog_tls_port is not None or args.syslog_udp_port is not None:

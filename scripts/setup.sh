@@ -22,7 +22,8 @@ debs=(python3 python3-venv python3-pip ca-certificates nmap dcmtk orthanc rsyslo
       # issue 14: annex.pdf (WeasyPrint needs Pango, HarfBuzz subsetting and a font); poppler for its tests
       libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils
       openjdk-17-jre-headless  # a TLS server without TLS_FALLBACK_SCSV (Java's JSSE) for the SCSV test
-      postgresql)  # issue 13: the history store's fleet backend, started by the tests (initdb in a temp dir)
+      postgresql  # issue 13: the history store's fleet backend, started by the tests (initdb in a temp dir)
+      nsd bind9-utils)  # issue 15: a DNSSEC-signed zone (dnssec-signzone) served by NSD for the DNSSEC positive
 
 missing=()
 for pkg in "${debs[@]}"; do
@@ -46,6 +47,18 @@ if ((${#missing[@]})); then
     if ((created_policy)); then rm -f "$policy_rc"; fi
 fi
 
+# ntpsec's ntpd answers NTP mode-6 control queries (the NTP probe's positive case, issue 15), but the
+# package conflicts with chrony (both provide time-daemon): unpack its .deb for the tests, never install it.
+ntpsec_dir=/opt/dcsaudit-peers/ntpsec
+if [[ ! -x $ntpsec_dir/usr/sbin/ntpd && $(id -u) -eq 0 ]]; then
+    echo "setup: unpacking ntpsec into $ntpsec_dir (test peer only)" >&2
+    deb_tmp="$(mktemp -d)"
+    chmod 755 "$deb_tmp"  # apt's download sandbox user must be able to write there
+    (cd "$deb_tmp" && { apt-get download -qq ntpsec 2>/dev/null || { apt-get update -qq && apt-get download -qq ntpsec; }; }) \
+        && mkdir -p "$ntpsec_dir" && dpkg-deb -x "$deb_tmp"/ntpsec_*.deb "$ntpsec_dir"
+    rm -rf "$deb_tmp"
+fi
+
 # Python environment, rebuilt only when pyproject.toml changes.
 stamp="$venv/.dcsaudit-installed"
 want="$(sha256sum "$repo/pyproject.toml" | cut -d' ' -f1) extras=$extras"
@@ -62,4 +75,7 @@ if [[ ! -x $venv/bin/python || ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; t
     fi
     echo "$want" >"$stamp"
 fi
+# An editable install leaves the project's own modules uncompiled, and with PYTHONDONTWRITEBYTECODE set
+# every run compiles them again (≈ 0.3 s of each scan, issue 16). Stale bytecode is ignored by Python.
+"$venv/bin/python" -m compileall -q "$repo/dcsaudit" "$repo/checks" >/dev/null || true
 "$venv/bin/dcsaudit" --version >/dev/null

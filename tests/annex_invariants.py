@@ -34,6 +34,7 @@ FIT: dict[str, tuple[str, ...]] = {
     "N.11-1": ("ldap.",),
     "N.11.1.4": ("dns.",),
     "N.8.4.2": ("tls.",),
+    "N.8.4.2-server-cert": LISTEN,  # listen --tls-cert-tests: the product as TLS client
     "N.6.3": ("dicomweb.",),
     "N.8.6": ("dicomweb.",),
     "N.8-2": ("syslog.", *DICOM, *LISTEN),

@@ -4,7 +4,8 @@
 - N.11.1.1 (Basic Time Synchronization): the NTP servers observed (unnumbered table);
 - N.11.1.3 Table N.11-1 LDAP Security Patterns, per LDAP endpoint;
 - N.11.1.4 (DNS Service Discovery): each DICOM advert beside what the audit observed (unnumbered);
-- N.8.4.2: client-certificate validation by the product as TLS server (unnumbered);
+- N.8.4.2: client-certificate validation by the product as TLS server (unnumbered), and server-certificate
+  validation by the product as TLS client, from ``listen --tls-cert-tests`` (unnumbered, cites ``listen.dicom``);
 - N.6.3 and N.8.6: DICOMweb services and their web-security features (unnumbered).
 
 The column headings of N.8-1 and N.11-1 are dcsaudit's (the PS3.2 text was not at hand to copy them).
@@ -31,7 +32,9 @@ from dcsaudit.models.network import (
     DnsSdAdvert,
     LdapResult,
     NtpResult,
+    ServerCertKind,
 )
+from dcsaudit.rules import served_certs
 
 N8_1 = "N.8-1"
 N8_1_COLUMNS = ["Network Service", "Supported", "Details"]
@@ -261,6 +264,41 @@ def client_cert_table(data: AuditData) -> AnnexTable:
                              "'refused': a TLS alert or a closed connection."])
 
 
+SERVED_LABEL: dict[ServerCertKind, str] = {"control": "Control (the listener's good certificate)",
+                                           "untrusted_ca": "From an unknown CA", "self_signed": "Self-signed",
+                                           "expired": "Expired", "wrong_host_name": "Wrong host name"}
+
+
+def _served_cell(r: served_certs.KindResult) -> Cell:
+    first = r.first()
+    if first is None:
+        return not_observed("not tried: the product made too few TLS connections for this certificate to come round")
+    if r.outcome == "undetermined":
+        return not_observed(f"undetermined: {first.detail}")
+    value = ("accepted (went on: A-ASSOCIATE-RQ)" if r.outcome == "accepted"
+             else f"refused ({first.alert or 'closed'})")
+    note = "" if r.isolated or r.kind in ("control", "untrusted_ca", "self_signed") else \
+        "also from an unknown CA: a refusal does not show which defect was noticed"
+    return verified(value, r.evidence, note=note)
+
+
+def server_cert_table(data: AuditData) -> AnnexTable:
+    """The product as TLS client: the server certificates ``listen --tls-cert-tests`` served it, one per
+    connection, and whether it went on with the association (PS3.15 B.9/B.12, RFC 5280 §6, RFC 6125 §6)."""
+    kinds: list[ServerCertKind] = ["untrusted_ca", "self_signed", "expired", "wrong_host_name", "control"]
+    rows: list[list[Cell]] = []
+    for peer, results in sorted(served_certs.by_peer(data.initiators).items()):
+        rows.append([label(f"{peer} (as TLS client)"), *(_served_cell(results[k]) for k in kinds)])
+    return AnnexTable(id="N.8.4.2-server-cert", numbered=False,
+                      title="Server certificate validation by the product as TLS client",
+                      columns=["Product", *(SERVED_LABEL[k] for k in kinds)], rows=rows,
+                      empty_reason="" if rows else ("measured by dcsaudit listen --tls-cert-tests only (the product as "
+                                                       "TLS client); no such capture in this run"),
+                      notes=["dcsaudit listen served one certificate per TLS connection from the product. 'accepted': "
+                             "the product completed the handshake and sent an A-ASSOCIATE-RQ; 'refused': it sent a "
+                             "TLS alert or closed the connection first."])
+
+
 def _web(data: AuditData) -> list[tuple[Endpoint, DicomwebResult]]:
     return sorted(((e, e.dicomweb) for e in data.endpoints if e.dicomweb is not None and e.dicomweb.base_path),
                   key=lambda p: (p[0].host, p[0].port))
@@ -331,6 +369,7 @@ def n8_6(data: AuditData) -> AnnexTable:
 
 def tables(data: AuditData) -> list[tuple[str, AnnexTable]]:
     return [("N.8.2", n8_1(data)), ("N.11.1.1", n11_1_1(data)), ("N.8.4.2", client_cert_table(data)),
+            ("N.8.4.2", server_cert_table(data)),
             ("N.6.3", n6_3(data)), ("N.8.6", n8_6(data)), ("N.11.1.3", n11_1(data)),
             ("N.11.1.4", n11_1_4(data))]
 

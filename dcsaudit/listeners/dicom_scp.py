@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-import select
 import shutil
 import socket
 import ssl
@@ -49,9 +48,10 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dcsaudit import certs
 from dcsaudit.evidence import EvidenceLog
-from dcsaudit.listeners import ul_guard
+from dcsaudit.listeners import bad_server_certs, fdwait, ul_guard
 from dcsaudit.models.core import Reason
 from dcsaudit.models.dicom import Initiator, PresentationContextResult, TlsOffer
+from dcsaudit.rules import served_certs
 from dcsaudit.rules.implementations import recognise
 from dcsaudit.rules.sop_classes import name_of
 
@@ -102,6 +102,7 @@ class _Conn:
     assoc: Any = None
     finished: bool = False
     unrecorded: str | None = None  # counted under this name instead of becoming an Initiator
+    trial: bad_server_certs.Trial | None = None  # --tls-cert-tests: the certificate served and what followed
 
 
 def _describe_cert(der: bytes) -> dict[str, str]:
@@ -117,16 +118,6 @@ def _describe_cert(der: bytes) -> dict[str, str]:
     return out
 
 
-def _ready(fds: list[int], write: bool, timeout: float) -> list[int]:
-    """The fds ready to read (or write) within ``timeout`` s. poll(), not select(): a listener holding
-    more than 1,024 sockets gets descriptors select() cannot take."""
-    p = select.poll()
-    mask = select.POLLOUT if write else select.POLLIN
-    for fd in fds:
-        p.register(fd, mask | select.POLLERR | select.POLLHUP)
-    return [fd for fd, _ev in p.poll(max(0, int(timeout * 1000)))]
-
-
 class DicomListener:
     """Plain and/or TLS DICOM SCP recording each incoming association as an :class:`Initiator`.
 
@@ -139,7 +130,8 @@ class DicomListener:
                  tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None, store_dir: Path | None,
                  ae_title: str = "DCSAUDIT", max_connections: int = MAX_CONNECTIONS,
                  handshake_timeout: float = HANDSHAKE_TIMEOUT, request_timeout: float = REQUEST_TIMEOUT,
-                 idle_timeout: float = IDLE_TIMEOUT) -> None:
+                 idle_timeout: float = IDLE_TIMEOUT, cert_tests: bool = False,
+                 signing_ca: bad_server_certs.SigningCa | None = None) -> None:
         self.bind = bind
         self.dicom_port = dicom_port
         self.dicom_tls_port = dicom_tls_port
@@ -161,6 +153,8 @@ class DicomListener:
         self._counts: dict[str, int] = {}
         self._tmp: Path | None = None
         self._ssl: ssl.SSLContext | None = None
+        self.cert_tests, self.signing_ca = cert_tests, signing_ca
+        self._rotation: bad_server_certs.Rotation | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -180,10 +174,19 @@ class DicomListener:
 
     def _ssl_context(self) -> ssl.SSLContext:
         cert, key = self.tls_cert, self.tls_key
-        if cert is None or key is None:
+        if self.cert_tests:
+            # One context per served certificate; without --tls-cert the control is issued there.
             self._tmp = Path(tempfile.mkdtemp(prefix="dcsaudit-listen-"))
+            own = (cert, key) if cert is not None and key is not None else None
+            self._rotation = bad_server_certs.Rotation(self._context_for, own, self._tmp, [self.bind, "127.0.0.1"],
+                                                       self.signing_ca)
+        if cert is None or key is None:
+            self._tmp = self._tmp or Path(tempfile.mkdtemp(prefix="dcsaudit-listen-"))
             cert, key = certs.write_pem(*certs.issue("dcsaudit listener", hosts=[self.bind, "127.0.0.1"], days=2),
                                         self._tmp, "listener")
+        return self._context_for(cert, key)
+
+    def _context_for(self, cert: Path, key: Path) -> ssl.SSLContext:
         sc = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         sc.minimum_version = ssl.TLSVersion.TLSv1_2
         sc.load_cert_chain(str(cert), str(key))
@@ -264,6 +267,12 @@ class DicomListener:
             self.evidence.add("listen.dicom", self.bind, ok=True,
                               summary="connections not recorded one by one: "
                               + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), data=counts)
+        if self.cert_tests and not any(i.served_certificate is not None for i in done):
+            # Said, so the check can say "undetermined" rather than nothing at all.
+            self.evidence.add(served_certs.NO_TRIALS_PROBE, f"{self.bind}:{self.dicom_tls_port}", ok=False,
+                              summary="--tls-cert-tests: the product made no TLS connection with a ClientHello "
+                              "to the DICOM TLS port, so no served certificate was tried",
+                              reason=Reason.SKIPPED)
         self._listen_socks.clear()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
@@ -341,7 +350,7 @@ class DicomListener:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError()
-            if _ready([sock.fileno()], write, min(_POLL, left)):
+            if fdwait.ready([sock.fileno()], write, min(_POLL, left)):
                 return
 
     def _recv(self, sock: socket.socket, n: int, deadline: float) -> bytes:
@@ -427,7 +436,13 @@ class DicomListener:
                 except ValueError as exc:
                     offer["handshake_error"] = f"first bytes are not a ClientHello: {exc}"
             assert self._ssl is not None
-            tls = self._ssl.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+            context = self._ssl
+            # Only a real ClientHello uses up a certificate (not a port check, not junk). Each certificate has
+            # its own context, hence its own ticket keys: no session resumed from the control skips validation.
+            if self._rotation is not None and offer.get("cipher_suites"):
+                conn.trial = bad_server_certs.Trial(self._rotation.next_for(conn.rec.peer))
+                context = conn.trial.served.context
+            tls = context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
             while True:
                 try:
                     tls.do_handshake()
@@ -436,6 +451,8 @@ class DicomListener:
                     self._wait(tls, False, deadline)
                 except ssl.SSLWantWriteError:
                     self._wait(tls, True, deadline)
+            if conn.trial is not None:
+                conn.trial.handshake = "completed"
             offer.update(negotiated_version=tls.version(), negotiated_cipher=(tls.cipher() or ("",))[0])
             der = tls.getpeercert(binary_form=True)
             if der:
@@ -450,6 +467,8 @@ class DicomListener:
             # A failed handshake is still an observation of the initiator: record it, then drop it.
             what = "TLS handshake timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
             offer["handshake_error"] = offer.get("handshake_error") or what[:300]
+            if conn.trial is not None:
+                conn.trial.handshake_failed(exc)
             conn.rec.outcome = "tls_failure"
             conn.rec.tls_offer = TlsOffer(**offer)
             return None
@@ -465,6 +484,8 @@ class DicomListener:
         except TimeoutError:
             head = None
             rec.error(f"no A-ASSOCIATE-RQ within {self.request_timeout:.0f} s")
+        if conn.trial is not None:  # did the product go on after the handshake with the served certificate?
+            conn.trial.request = "received" if head is not None else "timed_out" if rec.errors else "closed"
         if head is None:
             rec.outcome = "no_request"
             if not rec.tls:  # a port check or an idle connect, not an association: counted, not recorded
@@ -521,7 +542,7 @@ class DicomListener:
                     self._answer(peer, ul_guard.abort(0))
                 return
             pending = isinstance(peer, ssl.SSLSocket) and peer.pending() > 0
-            fds = [peer.fileno()] if pending else _ready([peer.fileno(), inner.fileno()], False, _POLL)
+            fds = [peer.fileno()] if pending else fdwait.ready([peer.fileno(), inner.fileno()], False, _POLL)
             ready = [s for s in (peer, inner) if s.fileno() in fds]
             now = time.monotonic()
             if not ready:
@@ -675,12 +696,17 @@ class DicomListener:
         if conn.unrecorded is not None:
             self._counts[conn.unrecorded] = self._counts.get(conn.unrecorded, 0) + 1
             return
+        served = conn.trial.freeze() if conn.trial is not None else None
         init = Initiator(calling_ae=rec.calling_ae, called_ae=rec.called_ae, peer=rec.peer, port=rec.port,
                          tls=rec.tls, tls_offer=rec.tls_offer, services=rec.services, stored_instances=rec.stored,
-                         outcome=rec.outcome, errors=rec.errors, **rec.fields)
-        ok = rec.outcome != "tls_failure" and not rec.errors
+                         outcome=rec.outcome, errors=rec.errors, served_certificate=served, **rec.fields)
+        # A refused defective certificate is the observation the test wanted, not a failed capture.
+        ok = (rec.outcome != "tls_failure" and not rec.errors) or (
+            served is not None and served.kind != "control" and served.outcome == "refused")
         summary = (f"initiator {rec.peer}: {rec.calling_ae!r} -> {rec.called_ae!r} on port {rec.port}"
                    f"{' (TLS)' if rec.tls else ''}: {rec.outcome}")
+        if served is not None:
+            summary += f"; served certificate {served.kind.replace('_', ' ')}: {served.outcome} ({served.detail})"
         if init.user_identity_type:
             summary += f", user identity type {init.user_identity_type}"
         if rec.errors:

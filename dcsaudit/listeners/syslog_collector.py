@@ -49,7 +49,6 @@ import hashlib
 import os
 import pickle
 import queue
-import select
 import shutil
 import socket
 import subprocess
@@ -67,6 +66,7 @@ from dcsaudit import certs
 from dcsaudit.auditmsg import worker
 from dcsaudit.auditmsg.framing import MAX_SKIP, Deframer, Dropped, Frame, FrameError
 from dcsaudit.evidence import EvidenceLog
+from dcsaudit.listeners import fdwait
 from dcsaudit.models.audit import AuditMessage, AuditTrail, CollectorConnection, Framing, MessageClass
 from dcsaudit.models.core import Reason
 
@@ -224,7 +224,7 @@ class _WorkerProcess:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return False
-            if _ready([fd], True, _POLL if left is None else min(_POLL, left)):
+            if fdwait.ready([fd], True, _POLL if left is None else min(_POLL, left)):
                 try:
                     view = view[os.write(fd, view):]
                 except BlockingIOError:
@@ -774,7 +774,7 @@ class SyslogCollector:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError()
-                if _ready([conn.fileno()], want_write, min(_POLL, left)):
+                if fdwait.ready([conn.fileno()], want_write, min(_POLL, left)):
                     state.last_active = time.monotonic()  # handshake flights count: only silence is idle
                     break
 
@@ -884,16 +884,6 @@ class SyslogCollector:
             self._largest = max(self._largest, len(msg))
         spool.append(msg, transport, framing, conn, at, peer)
         return True
-
-
-def _ready(fds: list[int], write: bool, timeout: float) -> list[int]:
-    """The fds ready to read (or write) within ``timeout`` s. poll(), not select(): a listener holding
-    more than 1,024 sockets gets descriptors select() cannot take."""
-    p = select.poll()
-    mask = select.POLLOUT if write else select.POLLIN
-    for fd in fds:
-        p.register(fd, mask | select.POLLERR | select.POLLHUP)
-    return [fd for fd, _ev in p.poll(max(0, int(timeout * 1000)))]
 
 
 def _verify_callback(conn: SSL.Connection, cert: Any, errnum: int, depth: int, ok: int) -> bool:

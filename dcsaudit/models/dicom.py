@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from dcsaudit.models.core import Model
+from dcsaudit.models.network import ServedCertificate
 from dcsaudit.models.tls import TlsSession
 
 # How one association attempt ended, from the requestor's point of view.
@@ -300,6 +301,9 @@ class Initiator(Model):
         default=None, description="length of the primary field (the value itself is not stored for types 2-5)")
     username: str | None = Field(default=None, description="the username of types 1 and 2 (never the passcode)")
     tls_offer: TlsOffer | None = None
+    served_certificate: ServedCertificate | None = Field(
+        default=None, description="listen --tls-cert-tests: the server certificate served on this connection and "
+        "whether the product went on with it")
     services: list[str] = Field(default_factory=list, description="DIMSE operations received, e.g. C-ECHO")
     stored_instances: int = 0
     outcome: str = "accepted"

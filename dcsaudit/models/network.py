@@ -1,5 +1,6 @@
 """Results of the network-service probes (issue 15): client-certificate validation by the product as a
-TLS server (PS3.15 B.9/B.12, RFC 5280 §6, RFC 8446 §4.4.2.4) and NTP (RFC 5905).
+TLS server (PS3.15 B.9/B.12, RFC 5280 §6, RFC 8446 §4.4.2.4), server-certificate validation by the product
+as TLS client (``listen --tls-cert-tests``) and NTP (RFC 5905).
 
 Probes record facts only: which defective client certificate the product accepted, what an NTP server
 answered. Checks and the annex judge them.
@@ -54,6 +55,34 @@ class ClientCertResult(Model):
 
     def trial(self, kind: ClientCertKind) -> ClientCertTrial | None:
         return next((t for t in self.trials if t.kind == kind), None)
+
+
+ServerCertKind = Literal["control", "untrusted_ca", "self_signed", "expired", "wrong_host_name"]
+# The defective server certificates ``listen --tls-cert-tests`` serves, in the order it serves them after the control.
+SERVER_CERT_KINDS: tuple[ServerCertKind, ...] = ("untrusted_ca", "self_signed", "expired", "wrong_host_name")
+ServerCertOutcome = Literal[
+    "accepted",  # the handshake completed and the product sent an A-ASSOCIATE-RQ: it went on
+    "refused",  # the product sent a TLS alert, or closed the connection before any A-ASSOCIATE-RQ
+    "undetermined",  # neither (timeout, listener stopped): see detail
+]
+
+
+class ServedCertificate(Model):
+    """The server certificate ``dcsaudit listen --tls-cert-tests`` served on one TLS connection from the product
+    (as TLS client, PS3.15 B.9/B.12; RFC 5280 §6, RFC 6125 §6), and what the product did with it."""
+
+    kind: ServerCertKind
+    isolated: bool = Field(description="the certificate's only defect is ``kind``: the expired and wrong-host "
+                           "certificates are signed by a CA the product trusts (listen --tls-cert-signing-ca). "
+                           "False: they also come from an unknown CA, so a refusal does not show which defect "
+                           "was noticed")
+    subject: str
+    sha256: str
+    handshake: Literal["completed", "failed", "timed_out", "interrupted"]
+    alert: str | None = Field(default=None, description="the TLS alert the product sent (OpenSSL reason), if any")
+    associate_rq: bool = Field(description="an A-ASSOCIATE-RQ followed the handshake")
+    outcome: ServerCertOutcome
+    detail: str = ""
 
 
 class NtpResult(Model):

@@ -2,6 +2,8 @@
 
 - ``chrony``: chronyd serving NTP on a free UDP port (``local stratum``: it answers without upstreams),
   optionally with NTS-KE (RFC 8915) on a free TCP port with the test PKI's server certificate.
+- ``ntpsec``: ntpsec's ntpd on 127.0.0.1:123, answering mode-6 control queries (chrony answers none);
+- ``nsd_signed``: NSD serving a DNSSEC-signed zone (the DNSSEC positive; dnsmasq signs nothing);
 - ``orthanc_dicomweb``: Orthanc with its DICOMweb plugin (Debian orthanc-dicomweb) at /dicom-web/, with
   authentication off, or on with one registered user (plain HTTP: Orthanc 1.10.1's HTTPS server
   crashes on the first request in this environment).
@@ -10,13 +12,17 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from tests.peers.common import LOOPBACK, TestPKI, free_port, require_program, running, wait_for_port
 
@@ -165,3 +171,72 @@ def dnsmasq(*, upstream: int | None = None, adverts: tuple[DnsAdvert, ...] = (),
         cmd += [f"--auth-server=ns.{DOMAIN}", f"--auth-zone={DOMAIN}", f"--auth-peer={LOOPBACK}"]
     with running(cmd, port=port):
         yield port
+
+
+def signed_zone(d: Path, origin: str = DOMAIN) -> Path:
+    """A small zone for ``origin`` signed in ``d`` by BIND's dnssec-keygen/dnssec-signzone (Debian bind9-utils;
+    one ECDSA P-256 key, NSEC; RFC 4034, RFC 6605). dnspython's signer needs a newer cryptography than sslyze allows."""
+    keygen, signzone = require_program("dnssec-keygen"), require_program("dnssec-signzone")
+    zone = d / "zone.db"
+    zone.write_text(f"$ORIGIN {origin}.\n$TTL 300\n@ IN SOA ns hostmaster 1 3600 600 86400 300\n@ IN NS ns\n"
+                    f"ns IN A {LOOPBACK}\npacs IN A {LOOPBACK}\n")
+    subprocess.run([keygen, "-q", "-K", str(d), "-a", "ECDSAP256SHA256", "-f", "KSK", origin], check=True,
+                   capture_output=True, timeout=30)
+    subprocess.run([signzone, "-q", "-z", "-S", "-K", str(d), "-o", origin, "-f", str(d / "zone.signed"), str(zone)],
+                   check=True, capture_output=True, timeout=30, cwd=d)
+    return d / "zone.signed"
+
+
+@contextmanager
+def nsd_signed(origin: str = DOMAIN) -> Iterator[int]:
+    """NSD (Debian ``nsd``), authoritative on a free loopback port (UDP and TCP) for a DNSSEC-signed zone:
+    a SOA query with the DO bit gets the RRSIGs (RFC 4035 §3.1.1). No recursion, no remote control."""
+    exe = require_program("nsd")
+    port = free_port()
+    d = Path(tempfile.mkdtemp(prefix="nsd-"))
+    signed = signed_zone(d, origin)
+    (d / "nsd.conf").write_text(
+        f'server:\n  ip-address: {LOOPBACK}\n  port: {port}\n  do-ip6: no\n  username: ""\n  chroot: ""\n'
+        f'  zonesdir: "{d}"\n  pidfile: "{d}/nsd.pid"\n  database: ""\n  xfrdfile: "{d}/xfrd.state"\n'
+        f'  zonelistfile: "{d}/zone.list"\n  xfrdir: "{d}"\n  logfile: "{d}/nsd.log"\n  server-count: 1\n'
+        f"  hide-version: yes\nremote-control:\n  control-enable: no\n"
+        f'zone:\n  name: {origin}\n  zonefile: "{signed}"\n')
+    try:
+        with running([exe, "-d", "-c", str(d / "nsd.conf")], port=port):
+            yield port
+    finally:
+        import shutil
+
+        shutil.rmtree(d, ignore_errors=True)
+
+
+NTPSEC_NTPD = Path(os.environ.get("DCSAUDIT_NTPSEC_NTPD", "/opt/dcsaudit-peers/ntpsec/usr/sbin/ntpd"))
+NTP_PORT = 123  # ntpd has no port option
+
+
+@contextmanager
+def ntpsec() -> Iterator[int]:
+    """ntpsec's ntpd (unpacked by scripts/setup.sh: the package conflicts with chrony) answering NTP and mode-6
+    control queries (RFC 9327 READVAR) on 127.0.0.1:123 only. No upstream server and ``disable ntp`` /
+    ``disable kernel``: it never touches the clock; ``restrict default ignore`` answers loopback alone (ntpd
+    still holds wildcard sockets, which it only drops on)."""
+    if not NTPSEC_NTPD.exists():
+        require_program("ntpsec-ntpd-unpacked-by-setup")  # skip (or fail on CI) with a clear name
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((LOOPBACK, NTP_PORT))
+        except OSError as exc:
+            pytest.skip(f"127.0.0.1:{NTP_PORT} is taken or not bindable ({exc.strerror}); ntpd has no port option")
+    d = Path(tempfile.mkdtemp(prefix="ntpsec-"))
+    conf = d / "ntp.conf"
+    conf.write_text("restrict default ignore\nrestrict 127.0.0.1\nrestrict ::1\ndisable kernel\ndisable ntp\n"
+                    f"statsdir {d}/\n")
+    try:
+        with running([str(NTPSEC_NTPD), "-n", "-c", str(conf), "-I", LOOPBACK, "-p", str(d / "pid"), "-l",
+                      str(d / "log")], wait=False):
+            _wait_ntp(NTP_PORT)
+            yield NTP_PORT
+    finally:
+        import shutil
+
+        shutil.rmtree(d, ignore_errors=True)
