@@ -235,6 +235,9 @@ def run_demo(progress: Callable[[str], None] | None = None, policy_name: str | N
     from dcsaudit.runner import run_audit
 
     with demo_deployment() as config:
+        from dcsaudit import logs
+
+        logs.seed_redaction(config)  # --redact: the demo's hosts and AE titles stay out of -v logs too
         policy = load_policy(policy_name or config.policy)
         if progress:
             progress("demo deployment started on 127.0.0.1")

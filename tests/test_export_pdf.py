@@ -102,3 +102,28 @@ def test_widest_table_fits_the_page_width(pdf: tuple[Report, Path, list[str]], t
     right_margin = width * 13 / 210  # annex.print.css: 13 mm of A4's 210 mm
     assert max(ink_columns) < width - right_margin * 0.5
     assert max(ink_columns) > width / 2  # the table does use the width
+
+
+def test_pdf_worker_prints_in_its_own_process(pdf: tuple[Report, Path, list[str]], tmp_path: Path) -> None:
+    # Given a worker started as `--format …,pdf` starts it (warming up while the audit would run)
+    from dcsaudit.export import pdf as pdf_module
+
+    report, _, _ = pdf
+    pdf_module.start_worker()
+    worker = pdf_module._worker
+    assert worker is not None and worker.poll() is None
+    # When an annex is submitted, Then the worker (not this process) prints it, and is used up
+    page = ("<!DOCTYPE html><html><head></head><body><main><h2 id='N.6.1'>N.6.1 Worker Section</h2>"
+            "<p class='caption'><strong>Table N.6-1. Worker Table</strong></p>"
+            "<table><tr><th>Parameter</th><th>Value</th></tr><tr><td class='label'>x</td>"
+            "<td class='verified'><span class='p'>✔</span>42</td></tr></table></main></body></html>")
+    result = pdf_module.submit(report, page)
+    assert pdf_module._worker is None
+    data = result()
+    assert worker.returncode == 0 and data.startswith(b"%PDF")
+    (tmp_path / "w.pdf").write_bytes(data)
+    text = subprocess.run(["pdftotext", "-enc", "UTF-8", str(tmp_path / "w.pdf"), "-"], capture_output=True,
+                          text=True, timeout=60, check=True).stdout
+    assert "N.6.1 Worker Section" in text and "Table N.6-1. Worker Table" in text and report.deployment[:20] in text
+    # and without a worker the same call prints in process
+    assert pdf_module.submit(report, page)().startswith(b"%PDF")

@@ -68,5 +68,15 @@ RENDERERS: dict[str, Callable[[Report, Callable[[], str]], bytes]] = {
 
 
 def render_documents(report: Report, formats: Iterable[str], html: Callable[[], str]) -> dict[str, bytes]:
-    """File name -> content of every binary document among ``formats``."""
-    return {FORMATS[f]: RENDERERS[f](report, html) for f in formats if f in RENDERERS}
+    """File name -> content of every binary document among ``formats``. The PDF is submitted first and
+    collected last: with a worker process (``pdf.start_worker``) it is laid out while the others are made."""
+    formats = list(formats)
+    pending = None
+    if "pdf" in formats:
+        from dcsaudit.export.pdf import submit
+
+        pending = submit(report, html())
+    documents = {FORMATS[f]: RENDERERS[f](report, html) for f in formats if f in RENDERERS and f != "pdf"}
+    if pending is not None:
+        documents[FORMATS["pdf"]] = pending()
+    return documents

@@ -42,18 +42,45 @@ class Publish:
     signer: Any = None  # bundle.Signer (imported lazily: cryptography loads only when signing)
     redact: bool = False
     config: Any = None  # the DeploymentConfig, when the run had one (scan)
+    redactor: Any = None  # redact.Redactor: the run-wide mapping the log filter already uses
 
     def prepare(self, report: Any) -> Any:
+        """The report to render (redacted with --redact). The collector's streamed files (``listen``:
+        messages.jsonl, received.log) are redacted in place here too, with the same mapping."""
         if not self.redact:
             return report
-        from dcsaudit.export.redact import redact
+        from dcsaudit.export.redact import collect_collector_files, redact, redact_collector_files
 
-        return redact(report, self.config)[0]
+        redactor = self.redactor if self.redactor is not None else _new_redactor(self.config)
+        files = [] if (trail := _collector_dir(report)) is None else collect_collector_files(redactor, trail)
+        redacted, redactor = redact(report, self.config, into=redactor)
+        redact_collector_files(redactor, files)
+        return redacted
 
     def seal(self, report: Any, out: Path, outputs: dict[str, Path]) -> dict[str, Path]:
+        """manifest.json + manifest.sig over the outputs and the collector's files kept in ``out``."""
         from dcsaudit.export.bundle import config_digest, write_bundle
+        from dcsaudit.export.redact import MESSAGES_FILE, RECEIVED_FILE
 
-        return write_bundle(report, out, outputs.values(), self.signer, config_digest(self.config), self.redact)
+        files = list(outputs.values())
+        if _collector_dir(report) is not None:
+            files += [p for p in (out / MESSAGES_FILE, out / RECEIVED_FILE) if p.is_file()]
+        return write_bundle(report, out, files, self.signer, config_digest(self.config), self.redact)
+
+
+def _collector_dir(report: Any) -> Path | None:
+    """Where ``listen``'s collector kept messages.jsonl / received.log, when it kept them."""
+    trail = getattr(report, "audit_trail", None)
+    kept = trail.messages_file or trail.received_file if trail is not None else None
+    return Path(kept).parent if kept else None
+
+
+def _new_redactor(config: Any) -> Any:
+    from dcsaudit.export.redact import Redactor
+
+    redactor = Redactor()
+    redactor.add_config(config)
+    return redactor
 
 
 def from_args(args: argparse.Namespace, config: Any = None) -> Publish:
@@ -74,7 +101,18 @@ def from_args(args: argparse.Namespace, config: Any = None) -> Publish:
             raise ConfigError(str(exc)) from None
     elif getattr(args, "sign_cert", None) is not None:
         raise ConfigError("--sign-cert needs --sign KEYFILE")
-    return Publish(formats=formats, signer=signer, redact=bool(getattr(args, "redact", False)), config=config)
+    if "pdf" in formats:  # WeasyPrint's import and warm-up, in a process of its own, during the audit
+        from dcsaudit.export.pdf import start_worker
+
+        start_worker()
+    redactor = None
+    if getattr(args, "redact", False):
+        from dcsaudit import logs
+
+        # Installed before the audit logs its first target: -v lines use the report's placeholders.
+        redactor = _new_redactor(config)
+        logs.set_redaction(redactor)
+    return Publish(formats=formats, signer=signer, redact=redactor is not None, config=config, redactor=redactor)
 
 
 def run_verify(args: argparse.Namespace) -> int:
