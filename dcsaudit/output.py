@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -71,15 +72,20 @@ def current_umask() -> int:
     return mask
 
 
-def _atomic_write(path: Path, text: str | bytes) -> None:
+def atomic_write(path: Path, content: str | bytes | Iterable[bytes]) -> None:
     """Temporary file in the same directory, flushed to disk, then renamed over ``path``: a reader (or
     a run killed mid-write) sees the previous complete file or the new complete one, never a part.
-    The file gets the mode the umask gives a new file (0644 under 022), not mkstemp's 0600."""
+    The file gets the mode the umask gives a new file (0644 under 022), not mkstemp's 0600.
+    ``content`` may be chunks (streamed: they may be read from ``path`` itself while it is written)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8") if isinstance(text, str) else text)
+            if isinstance(content, (str, bytes)):
+                f.write(content.encode("utf-8") if isinstance(content, str) else content)
+            else:
+                for chunk in content:
+                    f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -139,5 +145,5 @@ def write_outputs(report: Report, out_dir: Path, formats: tuple[str, ...] = DEFA
     texts.update(render_documents(report, formats, annex_html))
     # report.json last: its presence means the annexes beside it belong to it.
     for name in paths:
-        _atomic_write(paths[name], texts[name])
+        atomic_write(paths[name], texts[name])
     return paths

@@ -196,7 +196,7 @@ def write_bundle(report: Report, out_dir: Path, outputs: Iterable[Path], signer:
                  config_sha256: str | None = None, redacted: bool = False) -> dict[str, Path]:
     """manifest.json and manifest.sig over ``outputs`` when signing; otherwise removes the manifest
     and signature a previous run left in ``out_dir`` (they would describe files that changed)."""
-    from dcsaudit.output import _atomic_write
+    from dcsaudit.output import atomic_write
 
     paths = {MANIFEST: out_dir / MANIFEST, SIGNATURE: out_dir / SIGNATURE}
     if signer is None:
@@ -205,8 +205,8 @@ def write_bundle(report: Report, out_dir: Path, outputs: Iterable[Path], signer:
         return {}
     data = manifest(report, out_dir, outputs, signer, config_sha256, redacted)
     paths[SIGNATURE].unlink(missing_ok=True)  # never a new manifest beside an old signature
-    _atomic_write(paths[MANIFEST], data)
-    _atomic_write(paths[SIGNATURE], signer.sign(data))
+    atomic_write(paths[MANIFEST], data)
+    atomic_write(paths[SIGNATURE], signer.sign(data))
     return paths
 
 

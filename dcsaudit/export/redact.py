@@ -19,12 +19,9 @@ config, and installs it as the log filter's mapping (``dcsaudit.logs``), so a ``
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
-import os
 import re
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -301,19 +298,7 @@ def _redacted_lines(redactor: Redactor, path: Path) -> Iterator[bytes]:
 def redact_collector_files(redactor: Redactor, files: Iterable[Path]) -> None:
     """Rewrites messages.jsonl and received.log redacted, streaming, and renames the result over the
     original (a reader sees the whole old file or the whole new one; received.log's lengths recomputed)."""
-    from dcsaudit.output import current_umask
+    from dcsaudit.output import atomic_write
 
     for path in files:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            os.fchmod(fd, 0o666 & ~current_umask())
-            with os.fdopen(fd, "wb") as out:
-                for chunk in _redacted_lines(redactor, path):
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        atomic_write(path, _redacted_lines(redactor, path))
