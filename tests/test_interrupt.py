@@ -15,7 +15,6 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.peers.common import LOOPBACK
+from tests.peers.common import LOOPBACK, tcp_server
 
 ROOT = Path(__file__).resolve().parent.parent
 DCSAUDIT = [sys.executable, "-m", "dcsaudit.cli"]
@@ -41,33 +40,13 @@ class Silent:
 def silent() -> Iterator[Silent]:
     """Accepts every connection and never says anything (held until the test ends)."""
     peer = Silent()
-    srv = socket.socket()
-    srv.bind((LOOPBACK, 0))
-    srv.listen(64)
-    srv.settimeout(0.1)
-    peer.port = srv.getsockname()[1]
-    stop = threading.Event()
-    held: list[socket.socket] = []
 
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                continue
-            peer.connections += 1
-            held.append(conn)
+    def hold(_conn: socket.socket) -> None:  # tcp_server keeps the socket open until the context ends
+        peer.connections += 1
 
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    try:
+    with tcp_server(hold) as port:
+        peer.port = port
         yield peer
-    finally:
-        stop.set()
-        t.join(timeout=2)
-        for c in held:
-            c.close()
-        srv.close()
 
 
 def slow_config(tmp: Path, port: int) -> Path:

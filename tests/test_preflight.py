@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from dcsaudit.cli import main
 from dcsaudit.config import ConfigError, parse_config
 from dcsaudit.preflight import MAX_ADDRESSES, closest, expand_hosts, read_targets, run_directory
-from tests.peers.common import LOOPBACK, TestPKI
+from tests.peers.common import LOOPBACK, TestPKI, tcp_server
 
 
 class Counter:
@@ -35,30 +34,14 @@ class Counter:
 def listener() -> Iterator[Counter]:
     """A TCP listener on 127.0.0.1 that counts every connection and closes it at once."""
     counter = Counter()
-    srv = socket.socket()
-    srv.bind((LOOPBACK, 0))
-    srv.listen(64)
-    srv.settimeout(0.1)
-    counter.port = srv.getsockname()[1]
-    stop = threading.Event()
 
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                continue
-            counter.connections += 1
-            conn.close()
+    def count(conn: socket.socket) -> None:
+        counter.connections += 1
+        conn.close()
 
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    try:
+    with tcp_server(count) as port:
+        counter.port = port
         yield counter
-    finally:
-        stop.set()
-        t.join(timeout=2)
-        srv.close()
 
 
 def base_config(port: int) -> dict[str, Any]:
