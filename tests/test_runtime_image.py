@@ -25,10 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pynetdicom import AE
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from tests.peers.common import LOOPBACK, free_port
+from tests.peers.dicom_peers import pynetdicom_scp
 
 REPO = Path(__file__).resolve().parent.parent
 UID = GID = 10001
@@ -89,17 +87,8 @@ def test_dockerfile_and_script_agree_on_the_runtime(runtime_root: Path) -> None:
 
 @pytest.fixture()
 def scp_port() -> Iterator[int]:
-    ae = AE(ae_title="NIGHTLY")
-    ae.add_supported_context(Verification)
-    ae.acse_timeout = ae.network_timeout = 10
-    port = free_port()
-    server = ae.start_server((LOOPBACK, port), block=False)
-    assert server is not None
-    try:
+    with pynetdicom_scp("NIGHTLY", acse_timeout=10, network_timeout=10) as port:
         yield port
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _as_image_user(root: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:

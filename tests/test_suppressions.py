@@ -12,14 +12,13 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from pynetdicom import AE
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dcsaudit.cli import main
 from dcsaudit.config import ConfigError
 from dcsaudit.models.report import Report
 from dcsaudit.suppressions import EXPIRED_CHECK_ID, load_suppressions
-from tests.peers.common import LOOPBACK, free_port
+from tests.peers.common import free_port
+from tests.peers.dicom_peers import pynetdicom_scp
 
 TODAY = date.today()
 
@@ -54,17 +53,8 @@ def test_every_entry_needs_reason_owner_and_expiry(tmp_path: Path, entry: str, p
 
 @pytest.fixture(scope="module")
 def scp_port() -> Iterator[int]:
-    ae = AE(ae_title="PLAINSCP")
-    ae.add_supported_context(Verification)
-    ae.acse_timeout = ae.network_timeout = 10
-    port = free_port()
-    server = ae.start_server((LOOPBACK, port), block=False)
-    assert server is not None
-    try:
+    with pynetdicom_scp("PLAINSCP", acse_timeout=10, network_timeout=10) as port:
         yield port
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def config(tmp_path: Path, port: int) -> Path:
