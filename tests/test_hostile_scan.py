@@ -32,7 +32,7 @@ from dcsaudit.models.dicom import ApplicationEntity, AssociationAttempt
 from dcsaudit.models.endpoint import Endpoint
 from dcsaudit.probes import ports
 from dcsaudit.probes.dicom_assoc import audit_application_entities
-from tests.peers.common import LOOPBACK, require_program
+from tests.peers.common import LOOPBACK, require_program, tcp_server
 from tests.peers.dicom_peers import pynetdicom_scp
 
 
@@ -44,14 +44,8 @@ def _reset(conn: socket.socket) -> None:
 @contextmanager
 def resetting_proxy(backend: int, reset: Callable[[int], bool]) -> Iterator[int]:
     """A TCP proxy to ``backend``; connection n (from 1) is reset after its first bytes when ``reset(n)``."""
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((LOOPBACK, 0))
-    srv.listen(64)
-    srv.settimeout(0.1)
-    stop = threading.Event()
     counter = itertools.count(1)
-    open_socks: list[socket.socket] = []
+    upstream: list[socket.socket] = []
 
     def pipe(a: socket.socket, b: socket.socket) -> None:
         try:
@@ -66,37 +60,27 @@ def resetting_proxy(backend: int, reset: Callable[[int], bool]) -> Iterator[int]
                 except OSError:
                     pass
 
-    def loop() -> None:
-        while not stop.is_set():
+    def relay(conn: socket.socket) -> None:
+        if reset(next(counter)):
+            conn.settimeout(2)
             try:
-                conn, _ = srv.accept()
+                conn.recv(65536)  # the A-ASSOCIATE-RQ, then a reset instead of any answer
             except OSError:
-                continue
-            open_socks.append(conn)
-            if reset(next(counter)):
-                conn.settimeout(2)
-                try:
-                    conn.recv(65536)  # the A-ASSOCIATE-RQ, then a reset instead of any answer
-                except OSError:
-                    pass
-                _reset(conn)
-                continue
-            up = socket.create_connection((LOOPBACK, backend), timeout=2)
-            up.settimeout(None)
-            open_socks.append(up)
-            threading.Thread(target=pipe, args=(conn, up), daemon=True).start()
-            threading.Thread(target=pipe, args=(up, conn), daemon=True).start()
+                pass
+            _reset(conn)
+            return
+        up = socket.create_connection((LOOPBACK, backend), timeout=2)
+        up.settimeout(None)
+        upstream.append(up)
+        threading.Thread(target=pipe, args=(conn, up), daemon=True).start()
+        threading.Thread(target=pipe, args=(up, conn), daemon=True).start()
 
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
     try:
-        yield srv.getsockname()[1]
+        with tcp_server(relay) as port:
+            yield port
     finally:
-        stop.set()
-        t.join(timeout=2)
-        for s in open_socks:
+        for s in upstream:
             s.close()
-        srv.close()
 
 
 def ae_config(port: int) -> DeploymentConfig:
