@@ -28,3 +28,14 @@ def test_version_prints_without_running_anything() -> None:
     out = subprocess.run([sys.executable, "-m", "dcsaudit.cli", "--version"], capture_output=True, text=True,
                          timeout=60, check=True)
     assert out.stdout.startswith("dcsaudit ")
+
+
+def test_the_end_of_a_run_imports_no_dicom_library() -> None:
+    # Given a fresh interpreter, When the runner, checks and annex builder are imported (what a scan of
+    # TLS or HTTPS ports only loads), Then neither pydicom nor pynetdicom is (0.2 s and more: they load
+    # where a DICOM AE is audited or a UID is named)
+    code = ("import json, sys; import dcsaudit.runner, dcsaudit.annex.builder, dcsaudit.checks; "
+            "print(json.dumps(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    loaded = json.loads(out.stdout)
+    assert [m for m in loaded if m.split(".")[0] in ("pydicom", "pynetdicom")] == []

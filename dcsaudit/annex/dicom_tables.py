@@ -25,8 +25,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from pydicom.uid import UID
-
 from dcsaudit.annex import cells
 from dcsaudit.checks.base import AuditData
 from dcsaudit.models.core import AnnexTable, Cell
@@ -280,6 +278,8 @@ def _ae_groups(aes: list[ApplicationEntity]) -> list[list[ApplicationEntity]]:
 
 
 def _ts_name(uid: str) -> str:
+    from pydicom.uid import UID  # pydicom costs 0.2 s to import: only when an AE was audited
+
     name = UID(uid).name
     return f"{name} ({uid})" if name and name != uid else uid
 

@@ -12,8 +12,6 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from pydicom.uid import UID
-
 Service = Literal["verification", "storage", "query_retrieve", "worklist", "mpps", "ups", "ian",
                   "storage_commitment", "other"]
 
@@ -24,6 +22,7 @@ _UID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 def _by_keyword() -> dict[str, str]:
     """pydicom keyword -> UID for every SOP class pynetdicom knows (public APIs of both; pydicom has
     no public keyword -> UID lookup)."""
+    from pydicom.uid import UID
     from pynetdicom import sop_class
 
     uids = [str(v) for v in vars(sop_class).values() if isinstance(v, sop_class.SOPClass)]
@@ -66,6 +65,8 @@ def service_of(uid: str) -> Service:
 
 def name_of(uid: str) -> str:
     """The pydicom keyword of a UID, else its name, else the UID itself."""
+    from pydicom.uid import UID  # 0.2 s to import: not for a scan without DICOM
+
     u = UID(uid)
     return u.keyword or u.name
 
