@@ -60,6 +60,7 @@ class VersionResult:
     order: Order = "unknown"
     evidence: list[Outcome] = field(default_factory=list)
     note: str = ""
+    order_incomplete: bool = False  # a hello failed while ranking accepted suites: order stays "unknown"
 
 
 @dataclass
@@ -129,15 +130,26 @@ class Enumerator:
             return None
         return sh.cipher_suite if sh.cipher_suite in offered else None
 
-    async def _eliminate(self, version: str, offered: list[int], vr: VersionResult, **kw: object) -> list[int]:
+    async def _eliminate(self, version: str, offered: list[int], vr: VersionResult, *, known: bool = False,
+                         **kw: object) -> list[int]:
+        """The server's picks from ``offered`` in order. ``known``: every suite offered was accepted before
+        (merging chunks), so the last one left needs no hello of its own."""
         remaining = list(offered)
         picks: list[int] = []
         while remaining:
+            if known and len(remaining) == 1:
+                picks.append(remaining.pop())
+                break
             out = await self._ask(self._spec(version, remaining), **kw)
             if len(vr.evidence) < 3:
                 vr.evidence.append(out)
             pick = self._picked(out, version, remaining)
             if pick is None:
+                if known:  # they were accepted: a failed hello here loses their rank, not the suites
+                    self.f.notes.append(f"{version} suites: {len(remaining)} accepted suites could not be ranked "
+                                        f"({out.kind}{': ' + out.detail if out.detail else ''}); listed last")
+                    vr.order_incomplete = True
+                    picks.extend(remaining)
                 break
             picks.append(pick)
             remaining.remove(pick)
@@ -154,9 +166,9 @@ class Enumerator:
             return vr
         vr.accepted = True
         if sum(1 for r in results if r) > 1:
-            accepted = await self._eliminate(version, accepted, vr)
+            accepted = await self._eliminate(version, accepted, vr, known=True)
         vr.suites = accepted
-        if len(accepted) >= 2:
+        if len(accepted) >= 2 and not vr.order_incomplete:
             out = await self._ask(self._spec(version, list(reversed(accepted))))
             pick = self._picked(out, version, accepted)
             vr.order = "server" if pick == accepted[0] else "client" if pick == accepted[-1] else "unknown"
@@ -357,8 +369,8 @@ class Enumerator:
         """Order ``found`` by elimination; tell server from client preference by reversing the offer."""
         if len(found) < 2:
             return found, "unknown"
-        first = await pick(found)
-        rev = await pick(list(reversed(found)))
+        # The two offers are independent connections: ask them at once (one handshake time, not two).
+        first, rev = await asyncio.gather(pick(found), pick(list(reversed(found))))
         if first is None or rev is None:
             return found, "unknown"
         if first != rev:
@@ -366,6 +378,9 @@ class Enumerator:
         remaining = list(found)
         ordered: list[int] = []
         while remaining:
+            if len(remaining) == 1:  # accepted alone when ``found`` was built: nothing left to rank it against
+                ordered.append(remaining.pop())
+                break
             p = first if not ordered else await pick(remaining)
             if p is None or p not in remaining:
                 break
