@@ -174,7 +174,7 @@ def finish(report: Report, policy: Policy, out: Path, quiet: bool, history: Hist
     report = publish.prepare(report)  # --redact: before any output is rendered from it
     try:
         formats = publish.formats
-        if report.run.interrupted and "pdf" in formats:  # ≈ 20 s of layout: not after a SIGTERM
+        if report.run.interrupted and "pdf" in formats:  # a document to publish: not of a stopped run
             formats = tuple(f for f in formats if f != "pdf")
             print("dcsaudit: interrupted: annex.pdf not written (the other outputs are)", file=sys.stderr)
         paths = write_outputs(report, out, formats)

@@ -18,25 +18,10 @@ from typing import Any
 
 import jinja2
 
-from dcsaudit.export import DEFAULT_FORMATS, FORMATS, render_documents
+from dcsaudit.export import DEFAULT_FORMATS, FORMATS, start_documents
+from dcsaudit.export.marks import PROVENANCE_MARK, PROVENANCE_TEXT
 from dcsaudit.export.remediation import by_severity, remediation
 from dcsaudit.models.report import Report
-
-PROVENANCE_MARK = {
-    "verified": "✔",
-    "declared": "D",
-    "contradicted": "✘",
-    "not_verifiable": "—",
-    "not_observed": "∅",
-    "label": "",
-}
-PROVENANCE_TEXT = {
-    "verified": "verified on the wire",
-    "declared": "declared by the vendor, not verifiable from the network",
-    "contradicted": "declared value contradicted by observation",
-    "not_verifiable": "not verifiable from the network",
-    "not_observed": "observable, but not observed in this audit",
-}
 
 
 def report_schema() -> dict[str, Any]:
@@ -127,13 +112,7 @@ def write_outputs(report: Report, out_dir: Path, formats: tuple[str, ...] = DEFA
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {FORMATS[f]: out_dir / FORMATS[f] for f in FORMATS if f in formats}
     _remove_stale_temporaries(out_dir, list(paths))
-    html: list[str] = []
-
-    def annex_html() -> str:  # rendered once, for annex.html and for the PDF printed from it
-        if not html:
-            html.append(render(report, "annex.html.j2", autoescape=True))
-        return html[0]
-
+    documents = start_documents(report, formats)  # first: the PDF's worker lays out while we render
     # Rendered before anything is replaced: a template error leaves the previous outputs untouched.
     texts: dict[str, str | bytes] = {}
     if "report.json" in paths:
@@ -141,8 +120,8 @@ def write_outputs(report: Report, out_dir: Path, formats: tuple[str, ...] = DEFA
     if "annex.md" in paths:
         texts["annex.md"] = render(report, "annex.md.j2", autoescape=False)
     if "annex.html" in paths:
-        texts["annex.html"] = annex_html()
-    texts.update(render_documents(report, formats, annex_html))
+        texts["annex.html"] = render(report, "annex.html.j2", autoescape=True)
+    texts.update(documents())
     # report.json last: its presence means the annexes beside it belong to it.
     for name in paths:
         atomic_write(paths[name], texts[name])

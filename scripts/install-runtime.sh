@@ -13,9 +13,10 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# Runtime Debian packages: Python, nmap (port inventory), openssl (certificates, TLS), CA bundle.
-# No DCMTK, Orthanc, rsyslog, testssl.sh: those are test peers (scripts/setup.sh installs them).
-RUNTIME_DEBS=(python3 ca-certificates nmap openssl)
+# Runtime Debian packages: Python, nmap (port inventory), openssl (certificates, TLS), CA bundle, the
+# DejaVu fonts annex.pdf is set in. No DCMTK, Orthanc, rsyslog, testssl.sh: those are test peers
+# (scripts/setup.sh installs them).
+RUNTIME_DEBS=(python3 ca-certificates nmap openssl fonts-dejavu-core)
 BUILD_DEBS=(python3 python3-venv python3-pip ca-certificates)
 UID_GID=10001
 

@@ -19,8 +19,8 @@ extras="${DCSAUDIT_EXTRAS-dev}"
 debs=(python3 python3-venv python3-pip ca-certificates nmap dcmtk orthanc rsyslog rsyslog-gnutls
       openssl testssl.sh iproute2 nftables procps
       chrony orthanc-dicomweb dnsmasq slapd ldap-utils  # issue 15 peers: NTP, DICOMweb, DNS, LDAP
-      # issue 14: annex.pdf (WeasyPrint needs Pango, HarfBuzz subsetting and a font); poppler for its tests
-      libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils
+      # issue 14: annex.pdf's font (DejaVu: ✔ ✘ ∅ and most scripts); poppler reads the PDF in the tests
+      fonts-dejavu-core poppler-utils
       openjdk-17-jre-headless  # a TLS server without TLS_FALLBACK_SCSV (Java's JSSE) for the SCSV test
       postgresql  # issue 13: the history store's fleet backend, started by the tests (initdb in a temp dir)
       nsd bind9-utils)  # issue 15: a DNSSEC-signed zone (dnssec-signzone) served by NSD for the DNSSEC positive

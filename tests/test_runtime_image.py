@@ -71,7 +71,7 @@ def test_dockerfile_and_script_agree_on_the_runtime(runtime_root: Path) -> None:
     # No test peer among the runtime Debian packages
     debs = re.search(r"RUNTIME_DEBS=\(([^)]*)\)", script)
     assert debs is not None
-    assert set(debs.group(1).split()) == {"python3", "ca-certificates", "nmap", "openssl"}
+    assert set(debs.group(1).split()) == {"python3", "ca-certificates", "nmap", "openssl", "fonts-dejavu-core"}
     # The .dockerignore keeps tests and benchmarks out of the build context
     ignore = (REPO / ".dockerignore").read_text().splitlines()
     assert "*" in ignore and not any(line.startswith(("!tests", "!benchmarks")) for line in ignore)

@@ -40,22 +40,21 @@ def parse_formats(text: str) -> tuple[str, ...]:
     return tuple(name for name in FORMATS if name in asked)
 
 
-def _docx(report: Report, html: Callable[[], str]) -> bytes:
+def _docx(report: Report) -> bytes:
     from dcsaudit.export.docx import render_docx
 
     return render_docx(report)
 
 
-def _pdf(report: Report, html: Callable[[], str]) -> bytes:
+def _pdf(report: Report) -> bytes:
     from dcsaudit.export.pdf import render_pdf
 
-    return render_pdf(report, html())
+    return render_pdf(report)
 
 
-# Binary documents: format -> renderer(report, html) where html() gives the rendered annex.html
-# (the PDF is printed from it). Imported lazily: python-docx and WeasyPrint load only when asked for.
-def _ci(name: str) -> Callable[[Report, Callable[[], str]], bytes]:
-    def render(report: Report, html: Callable[[], str]) -> bytes:
+# Binary documents: format -> renderer. Imported lazily: python-docx and fpdf2 load only when asked for.
+def _ci(name: str) -> Callable[[Report], bytes]:
+    def render(report: Report) -> bytes:
         from dcsaudit.export_ci import CI_FORMATS
 
         return str(CI_FORMATS[name][1](report)).encode("utf-8")
@@ -63,20 +62,25 @@ def _ci(name: str) -> Callable[[Report, Callable[[], str]], bytes]:
     return render
 
 
-RENDERERS: dict[str, Callable[[Report, Callable[[], str]], bytes]] = {
+RENDERERS: dict[str, Callable[[Report], bytes]] = {
     "docx": _docx, "pdf": _pdf, "sarif": _ci("sarif"), "junit": _ci("junit"), "csv": _ci("csv")}
 
 
-def render_documents(report: Report, formats: Iterable[str], html: Callable[[], str]) -> dict[str, bytes]:
-    """File name -> content of every binary document among ``formats``. The PDF is submitted first and
-    collected last: with a worker process (``pdf.start_worker``) it is laid out while the others are made."""
+def start_documents(report: Report, formats: Iterable[str]) -> Callable[[], dict[str, bytes]]:
+    """Submit the PDF (laid out in its worker process, ``pdf.start_worker``, while this one writes the
+    rest); the returned function makes the other binary documents among ``formats`` and collects the PDF:
+    file name -> content."""
     formats = list(formats)
     pending = None
     if "pdf" in formats:
         from dcsaudit.export.pdf import submit
 
-        pending = submit(report, html())
-    documents = {FORMATS[f]: RENDERERS[f](report, html) for f in formats if f in RENDERERS and f != "pdf"}
-    if pending is not None:
-        documents[FORMATS["pdf"]] = pending()
-    return documents
+        pending = submit(report)
+
+    def collect() -> dict[str, bytes]:
+        documents = {FORMATS[f]: RENDERERS[f](report) for f in formats if f in RENDERERS and f != "pdf"}
+        if pending is not None:
+            documents[FORMATS["pdf"]] = pending()
+        return documents
+
+    return collect

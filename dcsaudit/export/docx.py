@@ -21,10 +21,10 @@ from docx.shared import Cm, Pt, RGBColor
 from docx.table import Table
 from docx.text.paragraph import Paragraph
 
+from dcsaudit.export.marks import PROVENANCE_MARK, PROVENANCE_TEXT
 from dcsaudit.export.remediation import by_severity, remediation
 from dcsaudit.models.core import AnnexTable, Cell, Provenance
 from dcsaudit.models.report import Report
-from dcsaudit.output import PROVENANCE_MARK, PROVENANCE_TEXT
 
 MARK_COLOUR = {
     "verified": RGBColor(0x1B, 0x7F, 0x3B),

@@ -101,7 +101,7 @@ def from_args(args: argparse.Namespace, config: Any = None) -> Publish:
             raise ConfigError(str(exc)) from None
     elif getattr(args, "sign_cert", None) is not None:
         raise ConfigError("--sign-cert needs --sign KEYFILE")
-    if "pdf" in formats:  # WeasyPrint's import and warm-up, in a process of its own, during the audit
+    if "pdf" in formats:  # fpdf2's and the models' import, in a process of its own, during the audit
         from dcsaudit.export.pdf import start_worker
 
         start_worker()
