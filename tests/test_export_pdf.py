@@ -254,3 +254,16 @@ def test_pdf_worker_lays_out_in_its_own_process(tmp_path: Path) -> None:
     assert _squash("N.6.1 General Configuration Parameters") in text and _squash("worker value 42") in text
     # and without a worker the same call lays it out in process
     assert pdf_module.submit(report)().startswith(b"%PDF")
+
+
+def test_a_dead_pdf_worker_does_not_cost_the_pdf() -> None:
+    # Given a worker that died after it was started (killed: out of memory, an operator)
+    from dcsaudit.export import pdf as pdf_module
+
+    pdf_module.start_worker()
+    worker = pdf_module._worker
+    assert worker is not None
+    worker.kill()
+    # When the run's report is submitted, Then the PDF is laid out in this process instead
+    assert pdf_module.submit(_report("after the worker died"))().startswith(b"%PDF")
+    worker.wait(timeout=10)
