@@ -2,7 +2,8 @@
 evidence bundle (manifest + detached signature) and redaction for publication (issue 14).
 
 ``FORMATS`` is the one list of output formats ``--format`` accepts (a new format is one row here and,
-for a binary document, one renderer in ``RENDERERS``); ``dcsaudit.output.write_outputs`` writes them.
+for a binary document, one renderer in ``RENDERERS``; the PDF goes to its worker process instead,
+``export/pdf.py``); ``dcsaudit.output.write_outputs`` writes them.
 """
 
 from __future__ import annotations
@@ -46,13 +47,8 @@ def _docx(report: Report) -> bytes:
     return render_docx(report)
 
 
-def _pdf(report: Report) -> bytes:
-    from dcsaudit.export.pdf import render_pdf
-
-    return render_pdf(report)
-
-
-# Binary documents: format -> renderer. Imported lazily: python-docx and fpdf2 load only when asked for.
+# Binary documents made in this process: format -> renderer. Imported lazily: python-docx loads only
+# when asked for.
 def _ci(name: str) -> Callable[[Report], bytes]:
     def render(report: Report) -> bytes:
         from dcsaudit.export_ci import CI_FORMATS
@@ -63,7 +59,7 @@ def _ci(name: str) -> Callable[[Report], bytes]:
 
 
 RENDERERS: dict[str, Callable[[Report], bytes]] = {
-    "docx": _docx, "pdf": _pdf, "sarif": _ci("sarif"), "junit": _ci("junit"), "csv": _ci("csv")}
+    "docx": _docx, "sarif": _ci("sarif"), "junit": _ci("junit"), "csv": _ci("csv")}
 
 
 def start_documents(report: Report, formats: Iterable[str]) -> Callable[[], dict[str, bytes]]:
@@ -78,7 +74,7 @@ def start_documents(report: Report, formats: Iterable[str]) -> Callable[[], dict
         pending = submit(report)
 
     def collect() -> dict[str, bytes]:
-        documents = {FORMATS[f]: RENDERERS[f](report) for f in formats if f in RENDERERS and f != "pdf"}
+        documents = {FORMATS[f]: RENDERERS[f](report) for f in formats if f in RENDERERS}
         if pending is not None:
             documents[FORMATS["pdf"]] = pending()
         return documents

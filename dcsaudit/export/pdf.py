@@ -24,10 +24,6 @@ _worker: subprocess.Popen[bytes] | None = None
 _worker_lock = threading.Lock()
 
 
-def render_pdf(report: Report) -> bytes:
-    return submit(report)()
-
-
 def start_worker() -> None:
     """Start (once) the process that will lay out this run's annex.pdf; harmless when it cannot start."""
     global _worker
