@@ -14,7 +14,7 @@ import pytest
 from dcsaudit.models.core import AnnexTable, Provenance
 from dcsaudit.models.report import Report
 from tests.annex_invariants import evidence_violations, mark_violations
-from tests.peers.common import LOOPBACK, TestPKI, free_port, require_program, wait_for_port
+from tests.peers.common import LOOPBACK, TestPKI, free_port, require_program, stop, wait_for_port
 from tests.test_listen_dicom import synthetic_instance
 
 MINE = ("N.6-", "N.7-1", "N.7-2", "N.7-9", "N.8-2", "N.8-8", "N.8-9", "N.11.2.5-", "N.11-4")
@@ -50,9 +50,7 @@ def listen_report(pki: TestPKI, tmp_path_factory: pytest.TempPathFactory) -> Rep
         assert r.returncode == 0, r.stderr
         _stdout, stderr = proc.communicate(timeout=40)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
+        stop(proc)
     assert proc.returncode in (0, 1), stderr.decode()
     return Report.model_validate(json.loads((out / "report.json").read_text()))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from dcsaudit.audit_originator import AuditOriginator
-from tests.peers.common import LOOPBACK, TestPKI, free_port, require_program, wait_for_port
+from tests.peers.common import LOOPBACK, TestPKI, free_port, require_program, stop, wait_for_port
 from tests.test_audit_messages import originator_messages
 
 
@@ -42,8 +42,7 @@ def test_listen_records_initiator_and_audit_messages(pki: TestPKI, tmp_path: Pat
         originator.close()
         _stdout, stderr = proc.communicate(timeout=40)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        stop(proc)
     # Then listen completes (exit 0/1) and its report holds the initiator and the message
     assert proc.returncode in (0, 1), stderr.decode()
     report = json.loads((out / "report.json").read_text())
@@ -81,8 +80,7 @@ def test_signal_keeps_what_listen_captured(tmp_path: Path, sig: signal.Signals) 
         _stdout, stderr = proc.communicate(timeout=20)
         took = time.monotonic() - t0
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        stop(proc)
     # Then it ends within seconds, exit 4, with a partial report that holds what was captured
     assert proc.returncode == 4, stderr.decode()
     assert took < 5, took
@@ -118,8 +116,7 @@ def test_duration_is_kept_and_every_datagram_is_accounted_for(tmp_path: Path) ->
         _stdout, stderr = proc.communicate(timeout=30)
         ended = time.monotonic()
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        stop(proc)
     # Then listen ended within 2 s of its duration (plus start-up), and each datagram was kept or counted
     assert proc.returncode in (0, 1), stderr.decode()
     assert ended - bound_at < 3 + 2 + 0.5, (ended - bound_at, bound_at - t0)

@@ -23,7 +23,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.peers.common import LOOPBACK, tcp_server
+from tests.peers.common import LOOPBACK, stop, tcp_server
 
 ROOT = Path(__file__).resolve().parent.parent
 DCSAUDIT = [sys.executable, "-m", "dcsaudit.cli"]
@@ -90,9 +90,7 @@ def test_signal_mid_scan_writes_a_partial_report_and_exits_4(sig: signal.Signals
         _, err = proc.communicate(timeout=15)
         stopped_in = time.monotonic() - sent
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop(proc)
     # Then it stops within a few seconds with the documented status and a valid, marked report
     assert proc.returncode == 4, err.decode(errors="replace")
     assert stopped_in < 6.0
@@ -123,9 +121,7 @@ def test_sigterm_before_the_audit_exits_4_without_outputs(tmp_path: Path) -> Non
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=10)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop(proc)
     # Then exit 4 (not 143), one clear line, and no outputs
     assert proc.returncode == 4, err
     assert b"interrupted" in err and b"Traceback" not in err

@@ -20,7 +20,7 @@ from dcsaudit.models.core import Provenance
 from dcsaudit.models.network import SERVER_CERT_KINDS
 from dcsaudit.models.report import Report
 from tests.annex_invariants import evidence_violations, mark_violations
-from tests.peers.common import LOOPBACK, TestPKI, free_port, require_program, wait_for_port
+from tests.peers.common import LOOPBACK, TestPKI, free_port, require_program, stop, wait_for_port
 from tests.test_listen_dicom import synthetic_instance
 
 ROUNDS = 1 + len(SERVER_CERT_KINDS)  # the control, then one connection per defective certificate
@@ -51,9 +51,7 @@ def _listen_with_storescu(pki: TestPKI, tmp: Path, peer_auth: list[str], *, sign
             codes.append(r.returncode)
         _stdout, stderr = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
+        stop(proc)
     assert proc.returncode in (0, 1), stderr.decode()
     report = Report.model_validate(json.loads((out / "report.json").read_text()))
     served = [i for i in report.initiators if i.served_certificate is not None]

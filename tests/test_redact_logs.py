@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from dcsaudit.audit_originator import AuditOriginator
 from dcsaudit.cli import main
 from dcsaudit.export.redact import _received_records
-from tests.peers.common import LOOPBACK, TestPKI, free_port, require_program, wait_for_port
+from tests.peers.common import LOOPBACK, TestPKI, free_port, require_program, stop, wait_for_port
 from tests.peers.dicom_peers import pynetdicom_scp
 
 AE_TITLE = "H10_LAKE_PACS"
@@ -133,8 +133,7 @@ def test_listen_takes_format_sign_redact_and_redacts_the_collector_files(pki: Te
         originator.close()
         _stdout, stderr = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        stop(proc)
     assert proc.returncode in (0, 1), stderr[-2000:]
     # Then the outputs asked for, the collector's two files and the signed manifest are there
     names = {p.name for p in out.iterdir()}

@@ -46,6 +46,13 @@ def require_program(name: str) -> str:
     return path
 
 
+def stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+    """Kill ``proc`` if it still runs (the test failed or timed out before it ended), and reap it."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate(timeout=10)
+
+
 @contextmanager
 def running(cmd: list[str], port: int | None = None, env: dict[str, str] | None = None,
             cwd: Path | None = None, wait: bool = True) -> Iterator[subprocess.Popen[bytes]]:
