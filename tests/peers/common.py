@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -56,15 +57,22 @@ def stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
 @contextmanager
 def running(cmd: list[str], port: int | None = None, env: dict[str, str] | None = None,
             cwd: Path | None = None, wait: bool = True) -> Iterator[subprocess.Popen[bytes]]:
-    """Start a peer program, wait until its port listens, and always stop it."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    """Start a peer program, wait until its port listens, and always stop it.
+
+    Its output goes to a temporary file, never to a pipe nobody reads: once 64 KiB of log lines filled
+    such a pipe, Orthanc blocked in write() holding its log lock, and every DICOM thread with it (the
+    fourth scan of one Orthanc hung until its timeout)."""
+    log = tempfile.TemporaryFile()  # closed in finally, after the peer has stopped
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     try:
         if port is not None and wait:
             try:
                 wait_for_port(port)
             except TimeoutError:
                 proc.kill()
-                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+                proc.wait(timeout=5)
+                log.seek(0)
+                out = log.read().decode(errors="replace")
                 raise RuntimeError(f"{cmd[0]} did not start: {out[-2000:]}") from None
         yield proc
     finally:
@@ -74,6 +82,7 @@ def running(cmd: list[str], port: int | None = None, env: dict[str, str] | None 
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+        log.close()
 
 
 class TestPKI:

@@ -89,13 +89,15 @@ def postgres_server() -> Iterator[PostgresServer]:
     cmd = [postgres, "-D", str(data), "-p", str(port), "-h", LOOPBACK, "-k", str(sock),
            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
            "-c", "max_connections=40", "-c", "shared_buffers=16MB"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=root, **kw)  # type: ignore[call-overload]
+    log = root / "postgres.log"  # a file, not a pipe nobody reads (see common.running)
+    with open(log, "wb") as out_file:
+        proc = subprocess.Popen(cmd, stdout=out_file, stderr=subprocess.STDOUT, env=env, cwd=root, **kw)  # type: ignore[call-overload]
     try:
         try:
             wait_for_port(port, timeout=30)
         except TimeoutError:
             proc.kill()
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+            out = log.read_text(errors="replace")
             raise RuntimeError(f"postgres did not start: {out[-2000:]}") from None
         _wait_ready(port, user)
         yield PostgresServer(port, user)
