@@ -77,7 +77,7 @@ async def audit_all(ports: list[int], ca: Path, opts: TlsAuditOptions) -> tuple[
                         "credentials": {"ca_file": str(ca)}})
     ctx = AuditContext.create(cfg)
     eps = [Endpoint(host="127.0.0.1", port=p, protocol="tcp", state="open", service="tls") for p in ports]
-    if opts.vulnerabilities:
+    if _needs_sslyze_children(opts):
         await _sslyze_children_ready(ctx, len(ports))
     t = time.perf_counter()
     results = await asyncio.gather(*(audit_tls(ctx, e, opts) for e in eps))
@@ -86,6 +86,15 @@ async def audit_all(ports: list[int], ca: Path, opts: TlsAuditOptions) -> tuple[
     if pool is not None:
         await pool.close()  # the spare child started for the next endpoint
     return dt, list(results)
+
+
+def _needs_sslyze_children(opts: TlsAuditOptions) -> bool:
+    """Older checkouts ran every vulnerability test in sslyze's child; since issue 16 only ROBOT does."""
+    try:
+        import dcsaudit.probes.tls.vulns_raw  # noqa: F401
+    except ImportError:
+        return opts.vulnerabilities
+    return opts.vulnerabilities and opts.robot
 
 
 SSLYZE_IMPORT_WAIT = 1.5  # s: a child imports sslyze in about 0.5 s of CPU on this machine kind

@@ -198,14 +198,22 @@ def secure_renegotiation(data: AuditData) -> Iterator[Verdict]:
 @check(id="tls.vulnerabilities", title="No Heartbleed, CCS injection or ROBOT", severity="critical",
        references=["CVE-2014-0160", "CVE-2014-0224", "ROBOT (CVE-2017-13099 family)"])
 def vulnerabilities(data: AuditData) -> Iterator[Verdict]:
+    """Vulnerable if any test says so; a test that ran without a verdict is undetermined (error), never a pass."""
     for ep, r in _audited(data):
         v = r.vulnerabilities
-        if v.heartbleed is None and v.ccs_injection is None and v.robot is None:
-            yield Verdict("not_applicable", ep.key, "; ".join(v.notes) or "not tested", r.evidence)
+        ev = v.evidence or r.evidence
+        tested = [n for n, value in (("Heartbleed", v.heartbleed), ("CCS injection", v.ccs_injection),
+                                     ("ROBOT", v.robot)) if value is not None]
+        if not tested and not v.undetermined:
+            yield Verdict("not_applicable", ep.key, "; ".join(v.notes) or "not tested", ev)
             continue
         found = [n for n, bad in (("Heartbleed", v.heartbleed), ("CCS injection", v.ccs_injection),
                                   ("ROBOT", v.robot is not None and v.robot.startswith("VULNERABLE"))) if bad]
         if found:
-            yield Verdict("fail", ep.key, f"vulnerable: {', '.join(found)}", r.evidence)
+            yield Verdict("fail", ep.key, f"vulnerable: {', '.join(found)}", ev)
+        elif v.undetermined:
+            why = "; ".join(n for n in v.notes if n.startswith(tuple(v.undetermined))) or ", ".join(v.undetermined)
+            clean = f"; not vulnerable to: {', '.join(tested)}" if tested else ""
+            yield Verdict("error", ep.key, f"undetermined: {why}{clean}", ev)
         else:
-            yield Verdict("pass", ep.key, "not vulnerable to the tests run", r.evidence)
+            yield Verdict("pass", ep.key, f"not vulnerable to the tests run ({', '.join(tested)})", ev)

@@ -265,7 +265,8 @@ class DicomProbeOptions(_Strict):
 class TlsProbeOptions(_Strict):
     """Knobs of the TLS audit (PS3.15 B.12/B.13, RFC 9325): the expensive parts can be turned off or on."""
 
-    vulnerabilities: bool = Field(default=True, description="sslyze Heartbleed / CCS injection / renegotiation tests")
+    vulnerabilities: bool = Field(default=True, description="Heartbleed / CCS injection / client renegotiation "
+                                  "tests (sslyze's method, in-process)")
     robot: bool = Field(default=False, description="sslyze ROBOT test (seconds per endpoint)")
     sslv2_sslv3: bool = True
     connections_per_endpoint: int = Field(default=4, ge=1, le=64,

@@ -93,11 +93,12 @@ async def _bounded(ctx: AuditContext, what: str, target: str, coro: Awaitable[T]
 async def _inventory(ctx: AuditContext, got: Collected) -> None:
     ctx.progress(f"port inventory of {len(ctx.config.hosts)} host(s)")
     per_host: dict[int, list[Endpoint]] = {}
-    if ctx.config.scan.tls_audit and ctx.config.scan.tls.vulnerabilities:
+    if ctx.config.scan.tls_audit and ctx.config.scan.tls.vulnerabilities and ctx.config.scan.tls.robot:
         from dcsaudit.probes.tls.vulns import WorkerPool
 
-        # One sslyze child imports sslyze (about 0.4 s of CPU) while inventory and identification wait
-        # on the network; the TLS stage takes it, or identification ends it when no TLS port was found.
+        # ROBOT only (opt-in; the other vulnerability tests run in-process): one sslyze child imports sslyze
+        # (about 0.4 s of CPU) while inventory and identification wait on the network; the TLS stage takes
+        # it, or identification ends it when no TLS port was found.
         ctx.sslyze_workers = WorkerPool(1)
         await ctx.sslyze_workers.prewarm()
 
@@ -142,10 +143,10 @@ async def _tls(ctx: AuditContext, got: Collected) -> None:
         if result is not None:
             got.endpoints[i] = ep.model_copy(update={"tls": result})
 
-    if o.vulnerabilities:
+    if o.vulnerabilities and o.robot:
         from dcsaudit.probes.tls.vulns import WorkerPool
 
-        # sslyze's children import it while the enumeration runs (one may be ready since the
+        # ROBOT's sslyze children import it while the enumeration runs (one may be ready since the
         # inventory); unused ones end with the stage.
         ctx.sslyze_workers = ctx.sslyze_workers or WorkerPool(len(targets))
         ctx.sslyze_workers.expect(len(targets))

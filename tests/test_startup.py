@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ("pydantic", "sslyze", "nassl", "jinja2", "lxml", "pynetdicom", "pydicom", "asyncio", "yaml", "cryptography",
          "dcsaudit.runner", "dcsaudit.annex", "dcsaudit.config", "dcsaudit.models")
@@ -39,3 +40,30 @@ def test_the_end_of_a_run_imports_no_dicom_library() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     loaded = json.loads(out.stdout)
     assert [m for m in loaded if m.split(".")[0] in ("pydicom", "pynetdicom")] == []
+
+
+def test_scan_with_vulnerability_tests_imports_no_sslyze_and_starts_no_child(tmp_path: Path) -> None:
+    # Given a TLS 1.2 server and a scan with the vulnerability tests on (the default) and ROBOT off
+    from tests.peers.tls_peers import RsaPKI, openssl_server
+
+    pki = RsaPKI(tmp_path)
+    with openssl_server(pki, versions=("-no_tls1_3",)) as port:
+        cfg = tmp_path / "deployment.yaml"
+        cfg.write_text(json.dumps({
+            "deployment": "startup", "hosts": [{"address": "127.0.0.1", "tcp_ports": [port], "udp_ports": []}],
+            "scan": {"use_nmap": False, "dicom_audit": False, "tls": {"vulnerabilities": True},
+                     "timeouts": {"connect": 1, "read": 1.5, "tls_handshake": 1.5, "endpoint": 30}}}))
+        # When `dcsaudit scan` runs in a fresh interpreter that counts the sslyze children it would start
+        code = ("import json, sys; import dcsaudit.probes.tls.vulns as v; spawned = []; real = v._spawn\n"
+                "async def spy():\n    spawned.append(1)\n    return await real()\n"
+                "v._spawn = spy\nfrom dcsaudit.cli import main\n"
+                f"rc = main(['scan', {str(cfg)!r}, '--out', {str(tmp_path / 'out')!r}, '-q'])\n"
+                "print(json.dumps({'rc': rc, 'spawned': len(spawned), 'modules': sorted(sys.modules)}))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    # Then the tests ran, sslyze was never imported and no child was started
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    [ep] = [e for e in report["endpoints"] if e["port"] == port]
+    assert ep["tls"]["vulnerabilities"]["heartbleed"] is False and len(ep["tls"]["vulnerabilities"]["evidence"]) == 3
+    assert got["spawned"] == 0
+    assert [m for m in got["modules"] if m.split(".")[0] == "sslyze"] == []

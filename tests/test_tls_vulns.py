@@ -1,5 +1,7 @@
-"""sslyze's vulnerability plugins fed with the TLS audit's facts, and bounded even against a drip-feeding
-server (issue 12 F1, issue 16). Real peers on 127.0.0.1: openssl s_server, a drip-feeding proxy in front."""
+"""Heartbleed, CCS injection and client renegotiation in-process (issue 16 item 2), agreeing with sslyze's own
+scan on real servers, calling fake vulnerable servers vulnerable as sslyze's plugins do, and bounded and
+undetermined (never "not vulnerable") against silent, drip-feeding and resetting peers (issue 12 F1).
+Real peers on 127.0.0.1: openssl s_server, Orthanc, tests/peers/vulnerable_tls.py, a drip-feeding proxy."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import select
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,11 +22,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dcsaudit.checks.base import AuditData, Verdict
 from dcsaudit.config import parse_config
 from dcsaudit.context import AuditContext
-from dcsaudit.probes.tls.vulns import WorkerPool, check_vulnerabilities
-from tests.peers.common import LOOPBACK, tcp_server
-from tests.peers.tls_peers import RsaPKI, openssl_server
+from dcsaudit.models.core import Evidence, Reason
+from dcsaudit.models.endpoint import Endpoint
+from dcsaudit.models.tls import TlsResult, Vulnerabilities
+from dcsaudit.probes.tls.audit import audit_tls
+from dcsaudit.probes.tls.vulns import check_vulnerabilities
+from tests.peers.common import LOOPBACK, free_port, stop, tcp_server, wait_for_port
+from tests.peers.tls_peers import RsaPKI, bad_server, openssl_server, orthanc_tls
+from tests.peers.vulnerable_tls import Kind, vulnerable_server
 
 # sslyze's Heartbleed request: a heartbeat record (type 24) of 16384 bytes, request type 1, length 16381.
 HEARTBEAT = re.compile(rb"\x18\x03[\x00-\x04]\x40\x00\x01\x3f\xfd")
@@ -98,8 +107,9 @@ def _workers() -> list[int]:
     return out
 
 
-def _sslyze_own_answer(port: int) -> tuple[bool, bool, bool]:
-    """sslyze's own scanner, with its connectivity test: the reference the fact-fed run must match."""
+def _sslyze_own_answer(port: int) -> tuple[bool | None, bool | None, bool | None]:
+    """sslyze's own scanner, with its connectivity test: the reference our tests must match (None: the plugin
+    raised, e.g. a renegotiation test on a server that requires a client certificate)."""
     from sslyze.plugins.scan_commands import ScanCommand
     from sslyze.scanner.models import ServerScanRequest
     from sslyze.scanner.scanner import Scanner
@@ -111,58 +121,227 @@ def _sslyze_own_answer(port: int) -> tuple[bool, bool, bool]:
         scan_commands={ScanCommand.HEARTBLEED, ScanCommand.OPENSSL_CCS_INJECTION, ScanCommand.SESSION_RENEGOTIATION})])
     r = next(iter(scanner.get_results())).scan_result
     assert r is not None
-    assert r.heartbleed.result is not None and r.openssl_ccs_injection.result is not None
-    assert r.session_renegotiation.result is not None
-    return (r.heartbleed.result.is_vulnerable_to_heartbleed, r.openssl_ccs_injection.result.is_vulnerable_to_ccs_injection,
-            r.session_renegotiation.result.is_vulnerable_to_client_renegotiation_dos)
+    hb, ccs, reneg = r.heartbleed.result, r.openssl_ccs_injection.result, r.session_renegotiation.result
+    return (hb.is_vulnerable_to_heartbleed if hb else None, ccs.is_vulnerable_to_ccs_injection if ccs else None,
+            reneg.is_vulnerable_to_client_renegotiation_dos if reneg else None)
 
 
-@pytest.mark.parametrize("switches", [("-no_tls1_3",), ("-no_tls1_3", "-legacy_renegotiation"), ()])
-def test_fact_fed_plugins_agree_with_sslyze_own_scan(rsa_pki: RsaPKI, switches: tuple[str, ...]) -> None:
-    # Given openssl s_server (TLS 1.2 only, with legacy renegotiation, or up to TLS 1.3)
-    with openssl_server(rsa_pki, versions=switches) as port:
-        highest = "TLSv1.2" if "-no_tls1_3" in switches else "TLSv1.3"
-        suites = ["TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"] if highest == "TLSv1.2" else ["TLS_AES_256_GCM_SHA384"]
+def _sslyze_plugins_on(port: int) -> tuple[bool, bool]:
+    """sslyze's Heartbleed and CCS plugins themselves, fed with the facts (a fake server has no full handshake
+    for sslyze's connectivity test): the reference for the fake vulnerable peers."""
+    from sslyze.plugins.heartbleed_plugin import _test_heartbleed
+    from sslyze.plugins.openssl_ccs_injection_plugin import _test_for_ccs_injection
 
-        async def fed() -> tuple[object, bool | None, float]:
-            ctx = _ctx()
-            start = time.perf_counter()
-            v, reneg = await check_vulnerabilities(ctx, LOOPBACK, port, highest=highest, suites=suites,
-                                                   client_cert="not_requested", robot=False)
-            return v, reneg, time.perf_counter() - start
+    from dcsaudit.probes.tls.sslyze_worker import _server_info
 
-        # When the plugins run with the audit's facts, and sslyze runs on its own
-        vulns, reneg, elapsed = asyncio.run(fed())
+    info = _server_info({"host": LOOPBACK, "port": port, "sni": None, "highest": "TLSv1.2", "ciphers": "AES128-SHA",
+                         "client_auth": "not_requested", "network_timeout": 2})
+    return _test_heartbleed(info), _test_for_ccs_injection(info)
+
+
+def _audit(port: int, pki: RsaPKI | None = None, read: float = 1.5) -> tuple[TlsResult, AuditContext, float]:
+    """The whole TLS audit with its vulnerability tests, as `dcsaudit scan` runs it."""
+    creds = {"ca_file": str(pki.ca_file)} if pki is not None else {}
+    cfg = parse_config({"deployment": "vulns", "hosts": [{"address": LOOPBACK}], "credentials": creds,
+                        "scan": {"timeouts": {"connect": 1, "read": read, "tls_handshake": read, "endpoint": 30}}})
+    ctx = AuditContext.create(cfg)
+    ep = Endpoint(host=LOOPBACK, port=port, protocol="tcp", state="open", service="tls")
+    start = time.perf_counter()
+    r = asyncio.run(audit_tls(ctx, ep))
+    return r, ctx, time.perf_counter() - start
+
+
+def _ours(r: TlsResult) -> tuple[bool | None, bool | None, bool | None]:
+    return r.vulnerabilities.heartbleed, r.vulnerabilities.ccs_injection, r.features.client_renegotiation
+
+
+def _evidence(ctx: AuditContext, probe: str) -> Evidence:
+    [ev] = [e for e in ctx.evidence.items() if e.probe == probe]
+    return ev
+
+
+@contextmanager
+def plain_s_server(pki: RsaPKI, *switches: str, ciphers: str | None = None) -> Iterator[int]:
+    """openssl s_server without -www (whose loop sleeps 1 s whenever a read would block, which makes ten
+    renegotiations take ten seconds for any client); stdin stays open so it does not end the connection."""
+    port = free_port()
+    cmd = ["openssl", "s_server", "-accept", f"{LOOPBACK}:{port}", "-cert", str(pki.server_cert),
+           "-key", str(pki.server_key), "-quiet", "-naccept", "1000", *switches] + (["-cipher", ciphers] if ciphers else [])
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield port
+    finally:
+        stop(proc)
+
+
+SERVERS = {
+    "TLS 1.2 only": (("-no_tls1_3",), None),
+    "legacy renegotiation": (("-no_tls1_3", "-legacy_renegotiation"), None),
+    "client renegotiation": (("-no_tls1_3", "-client_renegotiation"), None),
+    "no renegotiation": (("-no_tls1_3", "-no_renegotiation"), None),
+    "up to TLS 1.3": ((), None),
+    "legacy TLS 1.0": (("-tls1",), "ALL:@SECLEVEL=0"),
+}
+
+
+@pytest.mark.parametrize("name", list(SERVERS))
+def test_in_process_tests_agree_with_sslyze_own_scan(rsa_pki: RsaPKI, name: str) -> None:
+    switches, ciphers = SERVERS[name]
+    # Given a real openssl s_server
+    with plain_s_server(rsa_pki, *switches, ciphers=ciphers) as port:
+        # When the TLS audit runs its vulnerability tests, and sslyze runs its own scan
+        r, ctx, elapsed = _audit(port)
         reference = _sslyze_own_answer(port)
-    # Then they give sslyze's own answers, quickly
-    assert (vulns.heartbleed, vulns.ccs_injection, reneg) == reference  # type: ignore[attr-defined]
-    assert elapsed < 5
+    # Then both give the same answers, with one evidence item per test, quickly
+    assert r.error is None, r.error
+    assert _ours(r) == reference, (r.vulnerabilities, ctx.evidence.items())
+    if name == "client renegotiation":
+        assert r.features.client_renegotiation is True
+        assert _evidence(ctx, "tls.vulns.client_renegotiation").data["renegotiations_completed"] == 10
+    assert len(r.vulnerabilities.evidence) == 3 and r.vulnerabilities.undetermined == []
+    hb = _evidence(ctx, "tls.vulns.heartbleed")
+    assert hb.ok and any("alert" in x or "closed" in x for x in hb.data["received"]), hb
+    assert elapsed < 10
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_orthanc_dicom_tls_agrees_with_sslyze(rsa_pki: RsaPKI, required: bool) -> None:
+    # Given Orthanc's DICOM-TLS port, with an optional or a required client certificate
+    with orthanc_tls(rsa_pki, remote_certificate_required=required) as port:
+        r, ctx, _ = _audit(port, rsa_pki)
+        reference = _sslyze_own_answer(port)
+    # Then Heartbleed and CCS agree with sslyze; renegotiation agrees too, and where sslyze's plugin fails for
+    # want of a client certificate ours is undetermined with that reason, not an answer
+    assert r.error is None, r.error
+    assert _ours(r) == reference, (r.vulnerabilities, ctx.evidence.items())
+    if required:
+        ev = _evidence(ctx, "tls.vulns.client_renegotiation")
+        assert r.features.client_renegotiation is None and "client certificate" in ev.summary
+        assert ev.reason == Reason.CLIENT_CERTIFICATE_REQUIRED
+
+
+@pytest.mark.parametrize("kind", ["heartbleed", "ccs"])
+def test_fake_vulnerable_server_is_vulnerable_for_sslyze_and_for_us(kind: Kind) -> None:
+    # Given a fake TLS 1.2 server with the bug
+    with vulnerable_server(kind) as port:
+        # When sslyze's own plugins and our tests run against it
+        reference = _sslyze_plugins_on(port)
+        ctx = _ctx()
+        vulns, reneg = asyncio.run(check_vulnerabilities(
+            ctx, LOOPBACK, port, protocols={"TLSv1.2": ["TLS_RSA_WITH_AES_128_CBC_SHA"]},
+            client_cert="not_requested", robot=False))
+    # Then sslyze calls it vulnerable (the fake is faithful), and so do we, with the evidence to show it
+    expected = (True, False) if kind == "heartbleed" else (False, True)
+    assert reference == expected
+    assert (vulns.heartbleed, vulns.ccs_injection) == expected, vulns
+    probe = "tls.vulns.heartbleed" if kind == "heartbleed" else "tls.vulns.ccs_injection"
+    ev = _evidence(ctx, probe)
+    assert ev.summary.split(":")[1].strip() == "vulnerable"
+    assert any("echoed" in x or "bad_record_mac" in x for x in ev.data["received"]), ev.data
+    assert ev.id in vulns.evidence
+    # And the check fails the endpoint, citing that evidence
+    [verdict] = list(check_vulnerabilities_verdicts(vulns))
+    assert verdict.status == "fail" and ev.id in verdict.evidence
+    assert reneg is None  # a fake flight cannot be completed: undetermined, not "refused"
+
+
+def test_a_patched_server_that_implements_heartbeats_is_not_vulnerable_by_measurement() -> None:
+    # Given a fake server that answers well-formed heartbeats and discards over-long ones (OpenSSL 1.0.1g-1.0.2)
+    with vulnerable_server("heartbeat_patched") as port:
+        # When sslyze's own plugin and our test run against it
+        reference, _ = _sslyze_plugins_on(port)
+        ctx = _ctx()
+        start = time.perf_counter()
+        vulns, _ = asyncio.run(check_vulnerabilities(
+            ctx, LOOPBACK, port, protocols={"TLSv1.2": ["TLS_RSA_WITH_AES_128_CBC_SHA"]},
+            client_cert="not_requested", robot=False))
+        elapsed = time.perf_counter() - start
+    # Then sslyze says "not vulnerable" (from its read timing out), and so do we, from the control's answer,
+    # without waiting for a timeout
+    assert reference is False
+    assert vulns.heartbleed is False, vulns
+    ev = _evidence(ctx, "tls.vulns.heartbleed")
+    assert any("control payload echoed" in x for x in ev.data["received"]), ev.data
+    assert "well-formed heartbeat" in ev.summary
+    assert elapsed < 1.5, elapsed
+
+
+@pytest.mark.parametrize("peer", ["silent", "reset", "silent_after_flight", "drip"])
+def test_hostile_peers_are_undetermined_and_bounded(peer: str) -> None:
+    # Given a peer that is silent after the ClientHello, resets inside its ServerHello, goes silent after
+    # its flight, or drip-feeds its flight
+    cm = bad_server(peer) if peer in ("silent", "reset") else vulnerable_server(peer)  # type: ignore[arg-type]
+    with cm as port:
+        ctx = _ctx()
+        start = time.perf_counter()
+        vulns, reneg = asyncio.run(check_vulnerabilities(
+            ctx, LOOPBACK, port, protocols={"TLSv1.2": ["TLS_RSA_WITH_AES_128_CBC_SHA"]},
+            client_cert="not_requested", robot=False, bound=6.0))
+        elapsed = time.perf_counter() - start
+    # Then every test is undetermined with its reason, never "not vulnerable", and the bound holds
+    assert (vulns.heartbleed, vulns.ccs_injection, reneg) == (None, None, None), (vulns, ctx.evidence.items())
+    assert vulns.undetermined == ["Heartbleed", "CCS injection"]
+    for probe in ("tls.vulns.heartbleed", "tls.vulns.ccs_injection", "tls.vulns.client_renegotiation"):
+        ev = _evidence(ctx, probe)
+        assert not ev.ok and ev.reason is not None and "undetermined" in ev.summary, ev
+    [verdict] = list(check_vulnerabilities_verdicts(vulns))
+    assert verdict.status == "error" and verdict.summary.startswith("undetermined")
+    assert elapsed < 6.0 + 2.0, elapsed
+    assert not [t for t in threading.enumerate() if t.name.startswith("reneg ")]
+
+
+def test_reset_after_the_flight_is_not_vulnerable() -> None:
+    # Given a server that reads our records after its flight and resets the connection (a refusal)
+    with vulnerable_server("reset_after_flight") as port:
+        vulns, _ = asyncio.run(check_vulnerabilities(
+            _ctx(), LOOPBACK, port, protocols={"TLSv1.2": ["TLS_RSA_WITH_AES_128_CBC_SHA"]},
+            client_cert="not_requested", robot=False))
+    # Then, as with sslyze, both tests read it as "not vulnerable"
+    assert (vulns.heartbleed, vulns.ccs_injection) == (False, False), vulns
+
+
+def test_tls13_only_server_is_not_vulnerable_by_inference_without_a_connection() -> None:
+    # Given an endpoint whose audit found only TLS 1.3 (the port is closed: no connection may be needed)
+    ctx = _ctx()
+    vulns, reneg = asyncio.run(check_vulnerabilities(
+        ctx, LOOPBACK, free_port(), protocols={"TLSv1.3": ["TLS_AES_128_GCM_SHA256"], "TLSv1.2": []},
+        client_cert="not_requested", robot=False))
+    # Then Heartbleed and CCS injection are not applicable (not a pass: nothing was measured), renegotiation
+    # is refused by the standard itself, and the evidence says why
+    assert (vulns.heartbleed, vulns.ccs_injection, reneg) == (None, None, False)
+    [ev] = ctx.evidence.items()
+    assert ev.data["inferred"] is True and "TLS 1.3" in ev.summary
+    [verdict] = list(check_vulnerabilities_verdicts(vulns))
+    assert verdict.status == "not_applicable" and "only TLS 1.3" in verdict.summary
+
+
+def check_vulnerabilities_verdicts(v: Vulnerabilities) -> Iterator[Verdict]:
+    """The tls.vulnerabilities check on one endpoint carrying ``v``."""
+    from dcsaudit.checks.tls import vulnerabilities
+
+    tls = TlsResult(protocols={"TLSv1.2": ["TLS_RSA_WITH_AES_128_CBC_SHA"]}, vulnerabilities=v, evidence=["ev-main"])
+    ep = Endpoint(host=LOOPBACK, port=1, protocol="tcp", state="open", service="tls", tls=tls)
+    return iter(vulnerabilities(AuditData(endpoints=[ep], evidence=[])))
 
 
 def test_drip_feeding_server_is_abandoned_at_the_bound(rsa_pki: RsaPKI) -> None:
-    # Given a TLS 1.2 server whose answers to sslyze's Heartbleed request come at 1 byte/s
+    # Given a TLS 1.2 server whose answers to the Heartbleed request come at 1 byte/s
     with openssl_server(rsa_pki, versions=("-no_tls1_3",)) as upstream, drip_proxy(upstream) as port:
-
-        async def run() -> tuple[object, float]:
-            ctx = _ctx()
-            ctx.sslyze_workers = WorkerPool(1)
-            await ctx.sslyze_workers.prewarm()
-            start = time.perf_counter()
-            try:
-                v, _ = await check_vulnerabilities(ctx, LOOPBACK, port, highest="TLSv1.2",
-                                                   suites=["TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"],
-                                                   client_cert="not_requested", robot=False, bound=3.0)
-            finally:
-                await ctx.sslyze_workers.close()
-            return v, time.perf_counter() - start
-
+        ctx = _ctx()
+        start = time.perf_counter()
         # When the vulnerability tests run with a 3 s bound
-        vulns, elapsed = asyncio.run(run())
-    # Then they end at the bound, undetermined with the reason, and no sslyze child is left behind
+        vulns, _ = asyncio.run(check_vulnerabilities(
+            ctx, LOOPBACK, port, protocols={"TLSv1.2": ["TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"]},
+            client_cert="not_requested", robot=False, bound=3.0))
+        elapsed = time.perf_counter() - start
+    # Then they end at the bound, Heartbleed undetermined with the reason, and no child or thread is left behind
     assert elapsed < 4.5, elapsed
-    assert vulns.heartbleed is None  # type: ignore[attr-defined]
-    assert any("undetermined" in n and "drip-feeds" in n for n in vulns.notes)  # type: ignore[attr-defined]
+    assert vulns.heartbleed is None and "Heartbleed" in vulns.undetermined
+    assert any(n.startswith("Heartbleed undetermined") and "time bound" in n for n in vulns.notes), vulns.notes
+    assert _evidence(ctx, "tls.vulns.heartbleed").reason == Reason.TIMEOUT
     assert _workers() == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("reneg ")]
 
 
 def test_scan_of_a_drip_feeding_server_ends_within_its_bound_with_a_report(rsa_pki: RsaPKI, tmp_path: Path) -> None:
@@ -187,3 +366,16 @@ def test_scan_of_a_drip_feeding_server_ends_within_its_bound_with_a_report(rsa_p
     assert ep["tls"] is not None and ep["tls"]["protocols"]["TLSv1.2"], ep["tls"]
     v = ep["tls"]["vulnerabilities"]
     assert v["heartbleed"] is None and any("undetermined" in n for n in v["notes"]), v
+
+
+def test_robot_opt_in_still_runs_sslyze_in_a_child(rsa_pki: RsaPKI) -> None:
+    # Given a TLS 1.2 server and the ROBOT test asked for
+    with plain_s_server(rsa_pki, "-no_tls1_3") as port:
+        ctx = _ctx()
+        vulns, _ = asyncio.run(check_vulnerabilities(
+            ctx, LOOPBACK, port, protocols={"TLSv1.2": ["TLS_RSA_WITH_AES_128_GCM_SHA256"]},
+            client_cert="not_requested", robot=True))
+    # Then sslyze's ROBOT plugin answered (from its child, which is gone), beside our three tests
+    assert vulns.robot is not None and vulns.robot.startswith("NOT_VULNERABLE"), vulns
+    assert vulns.undetermined == [] and len(vulns.evidence) == 3
+    assert _workers() == []

@@ -107,12 +107,17 @@ class TlsSession(Model):
 
 
 class Vulnerabilities(Model):
-    """sslyze's tests; None when not run (see ``notes``)."""
+    """Known-vulnerability tests (sslyze's method; see probes/tls/vulns.py). None: not run or undetermined,
+    which ``undetermined`` and ``notes`` tell apart."""
 
     heartbleed: bool | None = None
     ccs_injection: bool | None = None
     robot: str | None = Field(default=None, description="sslyze RobotScanResultEnum name, or None")
     notes: list[str] = Field(default_factory=list)
+    undetermined: list[str] = Field(default_factory=list, description="tests that ran without a verdict "
+                                    "(Heartbleed, CCS injection, ROBOT); their reasons are in notes")
+    evidence: list[str] = Field(default_factory=list, description="one evidence item per test: what was sent "
+                                "and what came back")
 
 
 class TlsResult(Model):

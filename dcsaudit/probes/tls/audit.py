@@ -13,8 +13,8 @@ Plan, chosen for speed (see docs/benchmarks-tls.md):
 3. Only if a TLS 1.2-only server asks for a certificate: one OpenSSL handshake without one (blocking,
    in the worker pool) tells required from optional; with configured credentials, one more proves that
    mutual TLS works.
-4. sslyze's Heartbleed / CCS injection / renegotiation tests (``vulns``; ROBOT opt-in), after the
-   enumeration so that its connections do not compete with ours for the server's threads.
+4. Heartbleed / CCS injection / client renegotiation tests (``vulns``; sslyze's ROBOT opt-in), after the
+   enumeration so that their connections do not compete with ours for the server's threads.
 
 Raw hellos never need a client certificate: the server shows its ServerHello (and, in TLS 1.2, its
 whole first flight) before it sees ours, so endpoints that require mutual TLS are enumerated fully
@@ -46,7 +46,7 @@ class TlsAuditOptions:
     """Knobs for the expensive parts. ROBOT costs seconds per endpoint; it is off unless asked for."""
 
     sslv2_sslv3: bool = True
-    vulnerabilities: bool = True  # sslyze Heartbleed / CCS / renegotiation, after the enumeration
+    vulnerabilities: bool = True  # Heartbleed / CCS injection / client renegotiation, after the enumeration
     robot: bool = False
     connections_per_endpoint: int = 4
 
@@ -241,16 +241,15 @@ async def _audit(ctx: AuditContext, endpoint: Endpoint, opts: TlsAuditOptions, t
         fallback_scsv=f.fallback_scsv, fallback_scsv_status=f.fallback_scsv_status,
         fallback_scsv_detail=f.fallback_scsv_detail, prefers_tls13=f.prefers_tls13,
     )
-    vulns = Vulnerabilities(notes=["sslyze vulnerability tests not run (TlsAuditOptions.vulnerabilities off)"])
+    vulns = Vulnerabilities(notes=["vulnerability tests not run (TlsAuditOptions.vulnerabilities off)"])
     if opts.vulnerabilities:
         from dcsaudit.probes.tls.vulns import check_vulnerabilities
 
-        # After the enumeration, not alongside it: sslyze's connections would compete with ours for
-        # the server's worker threads and make our handshakes time out. sslyze gets our facts instead of
-        # re-testing them, and runs where the endpoint bound can stop it (issue 12 F1, issue 16).
-        top_version = next(v for v in reversed(TLS_VERSIONS) if v in accepted)
+        # After the enumeration, not alongside it: their connections would compete with ours for the
+        # server's worker threads and make our handshakes time out. They get the audit's facts (versions,
+        # suites, client-certificate requirement) and stay within the endpoint bound (issue 12 F1, issue 16).
         vulns, reneg = await check_vulnerabilities(
-            ctx, host, port, highest=top_version, suites=protocols.get(top_version, []), client_cert=client_cert,
+            ctx, host, port, protocols=protocols, client_cert=client_cert,
             robot=opts.robot, sni=sni, bound=to.endpoint - (time.perf_counter() - start) - 1.0)
         features = features.model_copy(update={"client_renegotiation": reneg})
     result = TlsResult(

@@ -1,4 +1,5 @@
-"""Child process that runs sslyze's Heartbleed / CCS injection / renegotiation (/ ROBOT) plugins.
+"""Child process that runs sslyze's plugins named in the job (``commands``: ScanCommand values); the TLS audit
+uses it for ROBOT only (opt-in): Heartbleed, CCS injection and renegotiation run in-process (vulns.py).
 
 Started by ``vulns.py`` as ``python -P -c <runpy> <this file>``, so it imports only the standard library and
 sslyze (not dcsaudit's package and its pydantic models). It imports sslyze first, then reads one job as a
@@ -54,9 +55,7 @@ def _server_info(job: dict[str, Any]) -> ServerConnectivityInfo:
 
 def run(job: dict[str, Any]) -> dict[str, Any]:
     info = _server_info(job)
-    commands = [ScanCommand.HEARTBLEED, ScanCommand.OPENSSL_CCS_INJECTION, ScanCommand.SESSION_RENEGOTIATION]
-    if job["robot"]:
-        commands.append(ScanCommand.ROBOT)
+    commands = [ScanCommand(c) for c in job["commands"]]
     plans = {c: ScanCommandsRepository.get_implementation_cls(c) for c in commands}
     jobs = {c: impl.scan_jobs_for_scan_command(info, None) for c, impl in plans.items()}
     out: dict[str, Any] = {"notes": []}
@@ -70,7 +69,8 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
                 done.append(ScanJobResult(_return_value=None, _exception=exc))
         return done
 
-    # Each job uses one connection; at most four at once, like sslyze's own per-server limit. A command
+    # Each job uses one connection; at most four at once, like sslyze's own per-server limit (tests that
+    # run the three classic plugins through here compare with sslyze's own scan). A command
     # that failed among parallel jobs (a server with one worker thread makes them queue and time out)
     # is run once more before it is reported undetermined.
     with ThreadPoolExecutor(max_workers=4) as pool:

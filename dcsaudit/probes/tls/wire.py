@@ -28,6 +28,7 @@ CT_CHANGE_CIPHER_SPEC = 20
 CT_ALERT = 21
 CT_HANDSHAKE = 22
 CT_APPLICATION_DATA = 23
+CT_HEARTBEAT = 24  # RFC 6520 §3
 
 HT_CLIENT_HELLO = 1
 HT_SERVER_HELLO = 2
@@ -500,7 +501,7 @@ def split_records(buf: bytearray) -> list[tuple[int, int, bytes]]:
     out: list[tuple[int, int, bytes]] = []
     while len(buf) >= 5:
         ct = buf[0]
-        if ct not in (CT_CHANGE_CIPHER_SPEC, CT_ALERT, CT_HANDSHAKE, CT_APPLICATION_DATA, 24):
+        if ct not in (CT_CHANGE_CIPHER_SPEC, CT_ALERT, CT_HANDSHAKE, CT_APPLICATION_DATA, CT_HEARTBEAT):
             raise ValueError(f"not a TLS record (content type {ct})")
         ver = int.from_bytes(buf[1:3], "big")
         if ver >> 8 != 3:
@@ -532,3 +533,25 @@ def parse_sslv2_server_hello(data: bytes) -> tuple[int, list[int], bytes] | None
     specs = body.take(cs_len)
     body.take(cid_len)
     return version, [int.from_bytes(specs[i:i + 3], "big") for i in range(0, len(specs) - 2, 3)], cert
+
+
+# --------------------------------------------------------------------------------------------------
+# Records for the known-vulnerability tests (vulns_raw.py): sent in place of the rest of a handshake
+
+
+def record(content_type: int, version: int, payload: bytes) -> bytes:
+    """One plaintext TLS record (RFC 5246 §6.2.1); ``version`` is the record-layer version code."""
+    return struct.pack(">BHH", content_type, version, len(payload)) + payload
+
+
+def heartbeat_request(version: int, payload: bytes) -> bytes:
+    """A HeartbeatRequest record (RFC 6520 §4) as sslyze builds it: payload_length = len(payload) and no
+    padding, so a request whose payload fills the record claims more than the record carries once the
+    16 mandatory padding bytes are counted (the over-long request CVE-2014-0160 servers echo anyway)."""
+    return record(CT_HEARTBEAT, version, b"\x01" + struct.pack(">H", len(payload)) + payload)
+
+
+def heartbeat_request_padded(version: int, payload: bytes) -> bytes:
+    """A well-formed HeartbeatRequest (RFC 6520 §4: payload, then at least 16 bytes of padding), which any
+    server that implements heartbeats answers with a HeartbeatResponse echoing ``payload``."""
+    return record(CT_HEARTBEAT, version, b"\x01" + struct.pack(">H", len(payload)) + payload + bytes(16))
