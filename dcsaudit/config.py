@@ -93,7 +93,7 @@ def is_cidr(value: str) -> bool:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # built when used (models/core.py)
 
 
 class SecretRef(_Strict):

@@ -35,8 +35,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-import yaml
-
+from dcsaudit import packaged_yaml
 from dcsaudit.models.core import Annex, AnnexTable, Cell, Provenance
 
 QUALIFIER = " @ "
@@ -56,7 +55,7 @@ class TableSpec:
 
 @cache
 def catalog() -> dict[str, TableSpec]:
-    raw = yaml.safe_load(resources.files("dcsaudit.data").joinpath("annex_declarable.yaml").read_text("utf-8"))
+    raw = packaged_yaml.load(resources.files("dcsaudit.data").joinpath("annex_declarable.yaml").read_text("utf-8"))
     out: dict[str, TableSpec] = {}
     for tid, t in raw["tables"].items():
         out[str(tid)] = TableSpec(id=str(tid), title=str(t["title"]), columns=tuple(t["columns"]),

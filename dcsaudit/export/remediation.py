@@ -6,13 +6,13 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
+from dcsaudit import packaged_yaml
 
 
 @cache
 def remediation() -> dict[str, dict[str, Any]]:
     """check id -> {"text": str, "references": [str]}."""
-    raw = yaml.safe_load((resources.files("dcsaudit.data") / "remediation.yaml").read_text(encoding="utf-8"))
+    raw = packaged_yaml.load((resources.files("dcsaudit.data") / "remediation.yaml").read_text(encoding="utf-8"))
     return {str(k): {"text": str(v["text"]), "references": [str(r) for r in v.get("references", [])]}
             for k, v in (raw or {}).items()}
 

@@ -12,8 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from dcsaudit import packaged_yaml
 from dcsaudit.auditmsg.rfc5424 import SyslogHeader
 from dcsaudit.auditmsg.xmlbody import AuditBody
 
@@ -31,7 +30,7 @@ def load_rules(path: str | None = None) -> dict[str, Any]:
     else:
         # configs/ is installed as dcsaudit.configs (see pyproject), like dcsaudit.checks: always present.
         text = resources.files("dcsaudit.configs").joinpath(RULES_FILE).read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
+    data = packaged_yaml.load(text)
     if not isinstance(data, dict) or not isinstance(data.get("events"), dict):
         raise ValueError(f"{RULES_FILE}: expected a mapping with 'events'")
     return data

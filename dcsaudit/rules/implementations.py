@@ -9,13 +9,13 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
-import yaml
+from dcsaudit import packaged_yaml
 
 
 @functools.cache
 def _roots() -> tuple[tuple[str, str], ...]:
     text = resources.files("dcsaudit").joinpath("data/implementation_uids.yaml").read_text(encoding="utf-8")
-    entries = yaml.safe_load(text) or []
+    entries = packaged_yaml.load(text) or []
     pairs = [(str(e["root"]), str(e["implementation"])) for e in entries]
     return tuple(sorted(pairs, key=lambda p: len(p[0]), reverse=True))
 

@@ -25,9 +25,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from dcsaudit import packaged_yaml
 from dcsaudit.models.endpoint import Endpoint
 from dcsaudit.models.tls import TLS_VERSIONS, Conformance, ProfileVerdict, TlsResult
 from dcsaudit.rules.tls_suites import GROUP_BITS, CipherSuite, cipher_suites, suites_by_name
@@ -245,7 +245,7 @@ def _rules_text() -> str:
 def load_profiles(path: str | None = None) -> ProfileBook:
     """The rule book (``configs/tls_profiles.yaml``, or ``path``), validated, loaded once."""
     text = Path(path).read_text(encoding="utf-8") if path else _rules_text()
-    return ProfileBook.model_validate(yaml.safe_load(text))
+    return ProfileBook.model_validate(packaged_yaml.load(text))
 
 
 def _all_suites(r: TlsResult) -> list[tuple[str, str]]:
