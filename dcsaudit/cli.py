@@ -11,6 +11,7 @@ Exit status (for schedulers and CI):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -196,11 +197,8 @@ def finish(report: Report, policy: Policy, out: Path, quiet: bool, history: Hist
             print(line, file=sys.stderr)
         for name, path in paths.items():
             print(f"  {name}: {path}", file=sys.stderr)
-    if history is not None:  # the history store (issue 13): a run it cannot take is said, and exits 3
-        from dcsaudit.history.commands import store_run
-
-        if not store_run(report, history.url, out, quiet, history.notify, history.explicit):
-            return EXIT_CANNOT_RUN
+    if history is not None and not history.store(report, out, quiet):
+        return EXIT_CANNOT_RUN  # the history store (issue 13): a run it cannot take is said, and exits 3
     return status
 
 
@@ -223,13 +221,20 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         allow_unresolved=args.allow_unresolved, targets_file=args.targets, source=str(args.config)))
     assert ready.out is not None
     publish = from_args(args, ready.config)  # a bad --format or --sign key: exit 2 before any packet
-    with progress_reporter(args.quiet) as progress:
-        report = asyncio.run(run_audit(ready.config, policy, command="scan", progress=progress,
-                                       unresolved=ready.unresolved))
-    report, policy = history.adjust(report, policy, args, suppressions)
-    return finish(report, policy, ready.out, args.quiet,
-                  history=history.target(args, args.out, args.out_dir_per_run, True, notify=config.notify),
-                  publish=publish)
+    store = history.target(args, args.out, args.out_dir_per_run, True, notify=config.notify)
+    if store is not None and not history.notifies(store.notify):  # its imports overlap the network waits
+        from dcsaudit.history.worker import start
+
+        store = dataclasses.replace(store, worker=start())
+    try:
+        with progress_reporter(args.quiet) as progress:
+            report = asyncio.run(run_audit(ready.config, policy, command="scan", progress=progress,
+                                           unresolved=ready.unresolved))
+        report, policy = history.adjust(report, policy, args, suppressions)
+        return finish(report, policy, ready.out, args.quiet, history=store, publish=publish)
+    finally:
+        if store is not None:
+            store.close()
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from dcsaudit import logs
+from dcsaudit.errors import ConfigError as ConfigError
 
 # Ports that matter for DICOM deployments (DIMSE, DIMSE-TLS, DICOMweb, PACS web, syslog, LDAP).
 DEFAULT_TCP_PORTS: tuple[int, ...] = (
@@ -35,10 +36,6 @@ DEFAULT_TCP_PORTS: tuple[int, ...] = (
 DEFAULT_UDP_PORTS: tuple[int, ...] = (514, 123)
 
 Port = Annotated[int, Field(ge=1, le=65535)]
-
-
-class ConfigError(Exception):
-    """A config that cannot be used; the message is one line naming the field and the problem."""
 
 
 def closest(word: str, candidates: typing.Iterable[str]) -> str | None:

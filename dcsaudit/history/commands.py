@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from dcsaudit.config import NotifyOptions
     from dcsaudit.history.store import Store
+    from dcsaudit.history.worker import StoreWorker
     from dcsaudit.models.report import Report
     from dcsaudit.policy import Policy
     from dcsaudit.suppressions import Suppression
 
 STORE_ENV = "DCSAUDIT_STORE"
+DEFAULT_STORE_NAME = "dcsaudit-history.sqlite"
 # Imported by build_parser: only the standard library at module level, so `dcsaudit --help` stays fast.
 
 
@@ -63,12 +65,21 @@ def add_commands(sub: Any, logging_options: Callable[[argparse.ArgumentParser], 
 
 def run_store_url(args: argparse.Namespace, out: Path, per_run: bool, default_on: bool) -> str | None:
     """The store a scan writes to, or None. Explicit --store wins, then $DCSAUDIT_STORE, then the default."""
-    from dcsaudit.history.store import default_url
-
     value = args.store or os.environ.get(STORE_ENV)
     if value is not None:
         return None if value.strip().lower() == "none" else value
     return default_url(out, per_run) if default_on else None
+
+
+def default_url(out: Path, per_run: bool) -> str:
+    """The default store: a SQLite file beside the output directories (with --out-dir-per-run, inside the
+    --out directory that holds the dated run directories). When that parent cannot be written (``--out
+    /out`` in a container whose / is read-only), inside --out. (Here, not in store.py: a scan decides where
+    its store is without importing SQLAlchemy.)"""
+    base = out if per_run else out.resolve().parent
+    if not per_run and not os.access(base, os.W_OK):
+        base = out.resolve()
+    return f"sqlite:///{base / DEFAULT_STORE_NAME}"
 
 
 def load_run_suppressions(args: argparse.Namespace) -> list[Suppression] | None:
@@ -101,6 +112,17 @@ class HistoryTarget:
     url: str
     notify: NotifyOptions | None = None
     explicit: bool = True  # --store or $DCSAUDIT_STORE; False: the default file, which may not be writable
+    worker: StoreWorker | None = None  # a child started with the run that imported the store ahead (worker.py)
+
+    def store(self, report: Report, out: Path, quiet: bool) -> bool:
+        """Store the finished run (``store_run``), in the worker when it is there to take it."""
+        stored = self.worker.store(report, self.url, out, quiet, self.explicit) if self.worker else None
+        return store_run(report, self.url, out, quiet, self.notify, self.explicit) if stored is None else stored
+
+    def close(self) -> None:
+        """End the worker if the run ends without storing (an error, an interruption)."""
+        if self.worker is not None:
+            self.worker.close()
 
 
 def target(args: argparse.Namespace, out: Path, per_run: bool, default_on: bool,
@@ -110,19 +132,24 @@ def target(args: argparse.Namespace, out: Path, per_run: bool, default_on: bool,
     return None if url is None else HistoryTarget(url, notify, explicit)
 
 
-def store_run(report: Report, url: str, out: Path, quiet: bool, notify: NotifyOptions | None = None,
+def notifies(notify: NotifyOptions | None) -> bool:
+    return notify is not None and (notify.webhook is not None or bool(notify.audit_repository))
+
+
+def store_run(run: Report | dict[str, Any], url: str, out: Path, quiet: bool, notify: NotifyOptions | None = None,
               explicit: bool = True) -> bool:
-    """Store the finished run, then send drift notifications; False (said on stderr) when the store asked
-    for cannot take the run. The default store that cannot be written (say ``--out /out`` in a container
-    whose / is read-only) is a warning only: nobody asked for it. A failed notification never counts."""
+    """Store the finished run (the report, or its ``fingerprints.run_rows``), then send drift notifications
+    (which need the report); False (said on stderr) when the store asked for cannot take the run. The default
+    store that cannot be written (say ``--out /out`` in a container whose / is read-only) is a warning only:
+    nobody asked for it. A failed notification never counts."""
     from dcsaudit.history.store import StoreError, describe, open_store
 
     outcomes: list[str] = []
     try:
         with open_store(url) as store:
-            run_id = store.save(report, out)
-            if notify is not None and (notify.webhook is not None or notify.audit_repository):
-                outcomes = _notify_drift(store, run_id, report, notify)
+            run_id = store.save_rows(run) if isinstance(run, dict) else store.save(run, out)
+            if notify is not None and notifies(notify) and not isinstance(run, dict):
+                outcomes = _notify_drift(store, run_id, run, notify)
     except StoreError as exc:
         if not explicit:
             print(f"dcsaudit: warning: run not kept in the default history store ({exc}); give --store URL "
@@ -151,7 +178,7 @@ def _notify_drift(store: Store, run_id: int, report: Report, notify: NotifyOptio
 def _open_existing(value: str | None) -> object:
     from sqlalchemy.engine import make_url
 
-    from dcsaudit.history.store import DEFAULT_STORE_NAME, StoreError, open_store, resolve_url
+    from dcsaudit.history.store import StoreError, open_store, resolve_url
 
     url = resolve_url(value or os.environ.get(STORE_ENV) or f"sqlite:///{DEFAULT_STORE_NAME}")
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from dcsaudit.models.core import Finding
@@ -98,3 +99,30 @@ def report_facts(report: Report) -> list[Fact]:
     for ae in report.application_entities:
         facts += ae_facts(ae)
     return facts
+
+
+def run_rows(report: Report, out_dir: Path | None = None) -> dict[str, Any]:
+    """The rows one run adds (``run``, ``endpoints``, ``facts``, ``findings``; JSON-safe, times as ISO 8601),
+    computed where the report is: the history worker stores them without importing the report's models."""
+    dep = report.deployment
+    counts = {s: 0 for s in ("pass", "fail", "error", "not_applicable")}
+    for f in report.findings:
+        counts[f.status] += 1
+    run = dict(
+        deployment=dep, started_at=report.started_at.isoformat(), finished_at=report.finished_at.isoformat(),
+        command=report.run.command, policy=report.run.policy,
+        tool_version=report.run.tool_version, exit_status=report.run.exit_status, complete=report.run.complete,
+        endpoints=len(report.endpoints), passed=counts["pass"], failed=counts["fail"], errors=counts["error"],
+        not_applicable=counts["not_applicable"], gating=sum(1 for f in report.findings if f.gating),
+        suppressed=sum(1 for f in report.findings if f.suppressed),
+        out_dir=str(out_dir) if out_dir is not None else None)
+    return {
+        "run": run,
+        "endpoints": [dict(fingerprint=fingerprint("endpoint", dep, endpoint_subject(e)), host=e.host, port=e.port,
+                           protocol=e.protocol, state=e.state, service=e.service) for e in report.endpoints],
+        "facts": [dict(fingerprint=fact.key(dep), subject=fact.subject, path=fact.path, value=fact.value_json())
+                  for fact in report_facts(report)],
+        "findings": [dict(fingerprint=finding_fingerprint(dep, f), check_id=f.check_id, target=f.target,
+                          status=f.status, severity=f.severity, gating=f.gating, suppressed=f.suppressed,
+                          title=f.title, summary=f.summary) for f in report.findings],
+    }

@@ -8,12 +8,11 @@ A run is written in one transaction: a reader sees all of it or none of it.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Boolean,
@@ -38,11 +37,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from dcsaudit.config import ConfigError
-from dcsaudit.history.fingerprints import endpoint_subject, finding_fingerprint, fingerprint, report_facts
-from dcsaudit.models.report import Report
+from dcsaudit.errors import ConfigError
 
-DEFAULT_STORE_NAME = "dcsaudit-history.sqlite"
+if TYPE_CHECKING:
+    from dcsaudit.models.report import Report
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x0DC5A0D1  # pg_advisory_xact_lock key: one schema upgrade at a time per database
 _SECRET_REF = re.compile(r"^\{\s*(env|file)\s*:\s*(.+?)\s*\}$")
@@ -129,16 +128,6 @@ def resolve_url(value: str) -> str:
         return ref.resolve().get_secret_value()
     except ConfigError as exc:
         raise ConfigError(f"--store: {exc}") from None
-
-
-def default_url(out: Path, per_run: bool) -> str:
-    """The default store: a SQLite file beside the output directories (with --out-dir-per-run, inside the
-    --out directory that holds the dated run directories). When that parent cannot be written (``--out
-    /out`` in a container whose / is read-only), inside --out."""
-    base = out if per_run else out.resolve().parent
-    if not per_run and not os.access(base, os.W_OK):
-        base = out.resolve()
-    return f"sqlite:///{base / DEFAULT_STORE_NAME}"
 
 
 def describe(url: str) -> str:
@@ -230,36 +219,24 @@ class Store:
 
     def save(self, report: Report, out_dir: Path | None = None) -> int:
         """Store one run; returns its id in this store."""
-        dep = report.deployment
-        counts = {s: 0 for s in ("pass", "fail", "error", "not_applicable")}
-        for f in report.findings:
-            counts[f.status] += 1
-        run = dict(
-            deployment=dep, started_at=_utc(report.started_at), finished_at=_utc(report.finished_at),
-            stored_at=datetime.now(UTC), command=report.run.command, policy=report.run.policy,
-            tool_version=report.run.tool_version, exit_status=report.run.exit_status, complete=report.run.complete,
-            endpoints=len(report.endpoints), passed=counts["pass"], failed=counts["fail"], errors=counts["error"],
-            not_applicable=counts["not_applicable"], gating=sum(1 for f in report.findings if f.gating),
-            suppressed=sum(1 for f in report.findings if _suppressed(f)),
-            out_dir=str(out_dir) if out_dir is not None else None)
+        from dcsaudit.history.fingerprints import run_rows
+
+        return self.save_rows(run_rows(report, out_dir))
+
+    def save_rows(self, rows: dict[str, Any]) -> int:
+        """Store one run given as ``run_rows`` (the history worker gets only these, as JSON)."""
+        run = dict(rows["run"], stored_at=datetime.now(UTC))
+        for when in ("started_at", "finished_at"):
+            run[when] = _utc(datetime.fromisoformat(run[when]))
         try:
             with self.engine.begin() as conn:
                 key = conn.execute(insert(RUNS).values(**run)).inserted_primary_key
                 assert key is not None
                 rid = int(key[0])
                 # Bulk inserts (one executemany per table): a 50-endpoint run stays in milliseconds.
-                endpoints = [dict(run_id=rid, fingerprint=fingerprint("endpoint", dep, endpoint_subject(e)),
-                                  host=e.host, port=e.port, protocol=e.protocol, state=e.state, service=e.service)
-                             for e in report.endpoints]
-                facts = [dict(run_id=rid, fingerprint=fact.key(dep), subject=fact.subject, path=fact.path,
-                              value=fact.value_json()) for fact in report_facts(report)]
-                findings = [dict(run_id=rid, fingerprint=finding_fingerprint(dep, f), check_id=f.check_id,
-                                 target=f.target, status=f.status, severity=f.severity, gating=f.gating,
-                                 suppressed=_suppressed(f), title=f.title, summary=f.summary)
-                            for f in report.findings]
-                for table, rows in ((ENDPOINTS, endpoints), (FACTS, facts), (FINDINGS, findings)):
-                    if rows:
-                        conn.execute(insert(table), rows)
+                for table, name in ((ENDPOINTS, "endpoints"), (FACTS, "facts"), (FINDINGS, "findings")):
+                    if rows[name]:
+                        conn.execute(insert(table), [dict(r, run_id=rid) for r in rows[name]])
             return rid
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot store the run: {_short(exc)}") from None
@@ -303,10 +280,6 @@ class Store:
     def count_runs(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.scalar(select(func.count(RUNS.c.id))) or 0)
-
-
-def _suppressed(f: Any) -> bool:
-    return bool(getattr(f, "suppressed", False))
 
 
 def _short(exc: SQLAlchemyError) -> str:
