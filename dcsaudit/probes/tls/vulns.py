@@ -220,7 +220,8 @@ async def check_vulnerabilities(ctx: AuditContext, host: str, port: int, *, prot
         if reneg is None:
             notes.append(f"client renegotiation undetermined: {rn.detail}")
         if protocols.get("TLSv1.3"):
-            notes.append(f"tested over {legacy}, which the server also accepts (TLS 1.3 has no such surface)")
+            notes.append(f"tested over {legacy}, which the server also accepts (the attacks target TLS 1.2-and-"
+                         "earlier handshakes)")
     robot_name: str | None = None
     if robot:
         robot_name, robot_note = await _robot(ctx, host, port, protocols, client_cert, sni,
