@@ -11,7 +11,6 @@ Exit status (for schedulers and CI):
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -48,7 +47,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dcsaudit.export import publish as export  # light: argparse options only (issue 14)
+    from dcsaudit.export import options as export  # argparse options only (issue 14)
 
     p = _Parser(prog="dcsaudit", description="Security and configuration audit of DICOM deployments "
                 "(fills PS3.2 Annex N sections N.6, N.8, N.11 from what is observed on the network).",
@@ -83,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "a config error")
     common(scan, "dcsaudit-out")
     output_options(scan)
-    from dcsaudit.history.commands import add_commands, add_run_options  # issue 13 (history store, CI)
+    from dcsaudit.history.options import add_commands, add_run_options  # issue 13 (history store, CI)
 
     add_run_options(scan, "dcsaudit-history.sqlite beside --out")
 
@@ -223,6 +222,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     publish = from_args(args, ready.config)  # a bad --format or --sign key: exit 2 before any packet
     store = history.target(args, args.out, args.out_dir_per_run, True, notify=config.notify)
     if store is not None and not history.notifies(store.notify):  # its imports overlap the network waits
+        import dataclasses
+
         from dcsaudit.history.worker import start
 
         store = dataclasses.replace(store, worker=start())
