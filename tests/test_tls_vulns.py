@@ -36,6 +36,7 @@ from tests.peers.vulnerable_tls import Kind, vulnerable_server
 
 # sslyze's Heartbleed request: a heartbeat record (type 24) of 16384 bytes, request type 1, length 16381.
 HEARTBEAT = re.compile(rb"\x18\x03[\x00-\x04]\x40\x00\x01\x3f\xfd")
+FAKE_PEER_SUITE = "TLS_RSA_WITH_AES_128_CBC_SHA"  # vulnerable_tls.SUITE, which the fake peers pick when offered
 
 
 @pytest.fixture(scope="module")
@@ -228,9 +229,7 @@ def test_fake_vulnerable_server_is_vulnerable_for_sslyze_and_for_us(kind: Kind) 
         # When sslyze's own plugins and our tests run against it
         reference = _sslyze_plugins_on(port)
         ctx = _ctx()
-        vulns, reneg = asyncio.run(check_vulnerabilities(
-            ctx, LOOPBACK, port, protocols={"TLSv1.2": ["TLS_RSA_WITH_AES_128_CBC_SHA"]},
-            client_cert="not_requested", robot=False))
+        vulns, reneg = _on_fake_tls12(ctx, port)
     # Then sslyze calls it vulnerable (the fake is faithful), and so do we, with the evidence to show it
     expected = (True, False) if kind == "heartbleed" else (False, True)
     assert reference == expected
@@ -253,9 +252,7 @@ def test_a_patched_server_that_implements_heartbeats_is_not_vulnerable_by_measur
         reference, _ = _sslyze_plugins_on(port)
         ctx = _ctx()
         start = time.perf_counter()
-        vulns, _ = asyncio.run(check_vulnerabilities(
-            ctx, LOOPBACK, port, protocols={"TLSv1.2": ["TLS_RSA_WITH_AES_128_CBC_SHA"]},
-            client_cert="not_requested", robot=False))
+        vulns, _ = _on_fake_tls12(ctx, port)
         elapsed = time.perf_counter() - start
     # Then sslyze says "not vulnerable" (from its read timing out), and so do we, from the control's answer,
     # without waiting for a timeout
@@ -275,9 +272,7 @@ def test_hostile_peers_are_undetermined_and_bounded(peer: str) -> None:
     with cm as port:
         ctx = _ctx()
         start = time.perf_counter()
-        vulns, reneg = asyncio.run(check_vulnerabilities(
-            ctx, LOOPBACK, port, protocols={"TLSv1.2": ["TLS_RSA_WITH_AES_128_CBC_SHA"]},
-            client_cert="not_requested", robot=False, bound=6.0))
+        vulns, reneg = _on_fake_tls12(ctx, port, bound=6.0)
         elapsed = time.perf_counter() - start
     # Then every test is undetermined with its reason, never "not vulnerable", and the bound holds
     assert (vulns.heartbleed, vulns.ccs_injection, reneg) == (None, None, None), (vulns, ctx.evidence.items())
@@ -294,14 +289,12 @@ def test_hostile_peers_are_undetermined_and_bounded(peer: str) -> None:
 def test_reset_after_the_flight_is_not_vulnerable() -> None:
     # Given a server that reads our records after its flight and resets the connection (a refusal)
     with vulnerable_server("reset_after_flight") as port:
-        vulns, _ = asyncio.run(check_vulnerabilities(
-            _ctx(), LOOPBACK, port, protocols={"TLSv1.2": ["TLS_RSA_WITH_AES_128_CBC_SHA"]},
-            client_cert="not_requested", robot=False))
+        vulns, _ = _on_fake_tls12(_ctx(), port)
     # Then, as with sslyze, both tests read it as "not vulnerable"
     assert (vulns.heartbleed, vulns.ccs_injection) == (False, False), vulns
 
 
-def test_tls13_only_server_is_not_vulnerable_by_inference_without_a_connection() -> None:
+def test_tls13_only_server_is_not_applicable_without_a_connection() -> None:
     # Given an endpoint whose audit found only TLS 1.3 (the port is closed: no connection may be needed)
     ctx = _ctx()
     vulns, reneg = asyncio.run(check_vulnerabilities(
@@ -314,6 +307,12 @@ def test_tls13_only_server_is_not_vulnerable_by_inference_without_a_connection()
     assert ev.data["inferred"] is True and "TLS 1.3" in ev.summary
     [verdict] = list(check_vulnerabilities_verdicts(vulns))
     assert verdict.status == "not_applicable" and "only TLS 1.3" in verdict.summary
+
+
+def _on_fake_tls12(ctx: AuditContext, port: int, bound: float | None = None) -> tuple[Vulnerabilities, bool | None]:
+    """The vulnerability tests on a fake TLS 1.2 peer (vulnerable_tls, bad_server): one suite it picks."""
+    return asyncio.run(check_vulnerabilities(ctx, LOOPBACK, port, protocols={"TLSv1.2": [FAKE_PEER_SUITE]},
+                                             client_cert="not_requested", robot=False, bound=bound))
 
 
 def check_vulnerabilities_verdicts(v: Vulnerabilities) -> Iterator[Verdict]:

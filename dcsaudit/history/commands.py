@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dcsaudit.errors import ConfigError  # light: no pydantic
+from dcsaudit.history.options import STORE_ENV
+
 if TYPE_CHECKING:
     from dcsaudit.config import NotifyOptions
     from dcsaudit.history.store import Store
@@ -20,15 +23,7 @@ if TYPE_CHECKING:
     from dcsaudit.policy import Policy
     from dcsaudit.suppressions import Suppression
 
-from dcsaudit.history.options import STORE_ENV
-
 DEFAULT_STORE_NAME = "dcsaudit-history.sqlite"
-
-
-def ConfigError(message: str) -> Exception:
-    from dcsaudit.config import ConfigError as _ConfigError
-
-    return _ConfigError(message)
 
 
 def run_store_url(args: argparse.Namespace, out: Path, per_run: bool, default_on: bool) -> str | None:
