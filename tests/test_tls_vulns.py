@@ -11,6 +11,7 @@ import os
 import re
 import select
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -28,6 +29,7 @@ from dcsaudit.context import AuditContext
 from dcsaudit.models.core import Evidence, Reason
 from dcsaudit.models.endpoint import Endpoint
 from dcsaudit.models.tls import TlsResult, Vulnerabilities
+from dcsaudit.probes.tls import renegotiation
 from dcsaudit.probes.tls.audit import audit_tls
 from dcsaudit.probes.tls.vulns import check_vulnerabilities
 from tests.peers.common import LOOPBACK, free_port, stop, tcp_server, wait_for_port
@@ -292,6 +294,33 @@ def test_reset_after_the_flight_is_not_vulnerable() -> None:
         vulns, _ = _on_fake_tls12(_ctx(), port)
     # Then, as with sslyze, both tests read it as "not vulnerable"
     assert (vulns.heartbleed, vulns.ccs_injection) == (False, False), vulns
+
+
+def test_a_renegotiation_left_unanswered_is_undetermined_not_refused(rsa_pki: RsaPKI) -> None:
+    # Given a TLS 1.2 server that completes the handshake and then reads nothing more: our renegotiation
+    # ClientHello stays unanswered, as with Netty (which ignores it) or a server too busy to answer
+    def handshake_then_ignore(conn: socket.socket) -> None:
+        tls_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls_ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        tls_ctx.load_cert_chain(rsa_pki.server_chain, rsa_pki.server_key)
+        conn.settimeout(5)
+        tls = tls_ctx.wrap_socket(conn, server_side=True)
+        time.sleep(4)  # bounded; tcp_server closes the connection at the end
+        tls.close()
+
+    with tcp_server(handshake_then_ignore, threaded=True) as port:
+        start = time.monotonic()
+        # When the renegotiation test runs with a 1 s read timeout
+        rn = asyncio.run(renegotiation.client_renegotiation(
+            LOOPBACK, port, version="TLSv1.2", ciphers="ECDHE-RSA-AES128-GCM-SHA256", sni=None, read_timeout=1.0,
+            connect_timeout=1.0, bound=6.0, client_cert_required=False))
+        elapsed = time.monotonic() - start
+    # Then the first handshake is recorded, and the silence is undetermined with its reason (sslyze would
+    # say "not accepted"), within the read timeout and not the bound
+    assert rn.steps[0].startswith("handshake completed"), rn.steps
+    assert rn.accepted is None, rn
+    assert "no answer within the read timeout" in rn.detail and "slow" in rn.detail, rn.detail
+    assert elapsed < 3.0, elapsed
 
 
 def test_tls13_only_server_is_not_applicable_without_a_connection() -> None:

@@ -11,10 +11,12 @@ socket down from outside, which makes nassl's pending ``recv`` fail at once, so 
 against a server that drip-feeds its answers.
 
 Verdicts, as sslyze's: all ``attempts`` renegotiations completed = accepted; the errors sslyze reads as a
-refusal (a socket timeout — Netty's way —, ConnectionError, nassl's "handshake failed", the OpenSSL
-messages below) = not accepted. Unlike sslyze, a failed first handshake (a client certificate is
-required, no common suite, a timeout) is undetermined with its reason, not an exception, and so is our
-own bound firing.
+refusal (ConnectionError, nassl's "handshake failed", the OpenSSL messages below) = not accepted. Unlike
+sslyze, these are undetermined with their reason, never a verdict: a failed first handshake (a client
+certificate is required, no common suite, a timeout), our own bound firing, and a renegotiation that
+gets no answer within the read timeout. sslyze reads that silence as a refusal (Netty ignores the
+request), but a server that is merely slow, or busy, is silent the same way; the evidence gives the
+first handshake's time beside the timeout so a reader can weigh it.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ def _blocking(run: _Run, host: str, port: int, version: str, ciphers: str, sni: 
         res.detail = "the time bound ran out"
         return res
     sock.settimeout(read_timeout)
+    started = time.monotonic()
     client = LegacySslClient(underlying_socket=sock, ssl_version=OpenSslVersionEnum[_NASSL_VERSIONS[version]],
                              ssl_verify=OpenSslVerifyEnum.NONE,
                              ignore_client_authentication_requests=ignore_client_auth)
@@ -112,7 +115,8 @@ def _blocking(run: _Run, host: str, port: int, version: str, ciphers: str, sni: 
                           else f"the first handshake failed: {_describe(exc)}")
             res.steps.append(f"handshake: {_describe(exc)}")
             return res
-        res.steps.append(f"handshake completed ({client.get_current_cipher_name()})")
+        handshake_ms = (time.monotonic() - started) * 1000
+        res.steps.append(f"handshake completed in {handshake_ms:.0f} ms ({client.get_current_cipher_name()})")
         for _ in range(ATTEMPTS):
             try:
                 client.do_renegotiate()
@@ -122,7 +126,11 @@ def _blocking(run: _Run, host: str, port: int, version: str, ciphers: str, sni: 
                     res.detail = (f"the time bound ran out during renegotiation {res.completed + 1} "
                                   "(the server is slow or drip-feeds its answers)")
                     return res
-                if _is_rejection(exc):
+                if isinstance(exc, TimeoutError | socket.timeout):
+                    res.detail = (f"renegotiation {res.completed + 1} got no answer within the read timeout "
+                                  f"({read_timeout:.1f} s; the first handshake took {handshake_ms:.0f} ms): a "
+                                  "server that ignores renegotiation requests (Netty) and a slow one look the same")
+                elif _is_rejection(exc):
                     res.accepted = False
                     res.detail = (f"renegotiation {res.completed + 1} refused: {_describe(exc)}"
                                   + (f" (after {res.completed} completed)" if res.completed else ""))
@@ -151,8 +159,8 @@ def _describe(exc: BaseException) -> str:
 def _is_rejection(exc: BaseException) -> bool:
     from nassl._nassl import OpenSSLError
 
-    if isinstance(exc, TimeoutError | socket.timeout | ConnectionError):
-        return True  # sslyze: Netty ignores the request (timeout); others close or reset
+    if isinstance(exc, ConnectionError):
+        return True  # the server closed or reset the connection on our renegotiation ClientHello
     text = str(exc.args[0]) if exc.args else ""
     if isinstance(exc, OpenSSLError):
         return any(r in text for r in REJECTIONS)
