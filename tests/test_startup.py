@@ -70,3 +70,28 @@ def test_scan_with_vulnerability_tests_imports_no_sslyze_and_starts_no_child(tmp
     assert ep["tls"]["vulnerabilities"]["heartbleed"] is False and len(ep["tls"]["vulnerabilities"]["evidence"]) == 3
     assert got["spawned"] == 0
     assert [m for m in got["modules"] if m.split(".")[0] == "sslyze"] == []
+
+
+def test_scan_of_a_dicom_ae_imports_neither_pydicom_nor_pynetdicom(tmp_path: Path) -> None:
+    # Given a pynetdicom SCP that rejects calls to other AE titles, so the audit's probes with random called
+    # titles come back as A-ASSOCIATE-RJ PDUs to decode
+    from tests.peers.dicom_peers import pynetdicom_scp
+
+    with pynetdicom_scp("STARTUPSCP", require_called=True) as port:
+        cfg = tmp_path / "deployment.yaml"
+        cfg.write_text(json.dumps({
+            "deployment": "startup", "hosts": [{"address": "127.0.0.1", "tcp_ports": [port], "udp_ports": []}],
+            "application_entities": [{"ae_title": "STARTUPSCP", "host": "127.0.0.1", "port": port}],
+            "scan": {"use_nmap": False, "timeouts": {"connect": 1, "read": 1.5, "dicom": 3, "endpoint": 30}}}))
+        # When `dcsaudit scan` runs in a fresh interpreter
+        code = ("import json, sys\nfrom dcsaudit.cli import main\n"
+                f"rc = main(['scan', {str(cfg)!r}, '--out', {str(tmp_path / 'out')!r}, '-q'])\n"
+                "print(json.dumps({'rc': rc, 'modules': sorted(sys.modules)}))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    # Then the AE was audited, rejects were decoded and SOP classes named, and neither library was imported
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    [ae] = report["application_entities"]
+    assert ae["called_ae_reject"]["result"] == 1 and ae["called_ae_reject"]["source"] == 1, ae
+    assert any(c["name"] == "Verification" for c in ae["presentation_contexts"]), ae["presentation_contexts"]
+    assert [m for m in got["modules"] if m.split(".")[0] in ("pydicom", "pynetdicom")] == []

@@ -35,6 +35,7 @@ from dcsaudit.models.dicom import (
     Initiator,
     MeasuredTimeout,
 )
+from dcsaudit.rules import uid_dictionary
 from dcsaudit.rules.sop_classes import Service, service_of
 
 CONFIG_COLS = ["Parameter", "Configurable", "Default Value", "Comments"]
@@ -278,9 +279,7 @@ def _ae_groups(aes: list[ApplicationEntity]) -> list[list[ApplicationEntity]]:
 
 
 def _ts_name(uid: str) -> str:
-    from pydicom.uid import UID  # pydicom costs 0.2 s to import: only when an AE was audited
-
-    name = UID(uid).name
+    name = uid_dictionary.name(uid)
     return f"{name} ({uid})" if name and name != uid else uid
 
 

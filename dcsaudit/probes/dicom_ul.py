@@ -5,8 +5,9 @@ send deliberately odd requests (random titles, bogus identities), hold connectio
 peer's timers, and survive hostile acceptors (garbage, absurd PDU lengths, silent peers) with one
 deadline per step. A few hundred lines of explicit PDU code over asyncio streams do that without a
 thread per association, and with every read bounded in size and time. pynetdicom still serves as the
-acceptor in ``dcsaudit listen``, as a test peer, and as the codec of the fixed-size A-ASSOCIATE-RJ and
-A-ABORT PDUs (:func:`decode_associate_rj`, :func:`decode_abort`).
+acceptor in ``dcsaudit listen`` and as a test peer; a scan never imports it (0.45 s): the fixed-size
+A-ASSOCIATE-RJ and A-ABORT bodies are three and two octets at fixed offsets, decoded here as pynetdicom's
+``A_ASSOCIATE_RJ`` / ``A_ABORT_RQ`` do (a test holds the two codecs equal).
 
 Decoding never trusts the peer: every length is checked against the bytes actually present and a
 malformed PDU raises :class:`PduError`, which the caller turns into a ``protocol_error`` result.
@@ -204,43 +205,21 @@ def decode_associate_ac(body: bytes) -> AcceptInfo:
     return info
 
 
-def _whole_pdu(pdu_type: int, body: bytes) -> bytes:
-    """Header + body of a fixed-length (4-octet) PDU, for pynetdicom's codec, which decodes whole PDUs."""
-    if len(body) != 4:
-        raise PduError(f"{PDU_NAMES[pdu_type]} with length {len(body)} (PS3.8 says 4)")
-    return struct.pack(">BBI", pdu_type, 0, len(body)) + body
-
-
-# pynetdicom is imported where a reject or abort is decoded, not with this module: it costs a quarter of a
-# second, and most runs never see either PDU.
 def decode_associate_rj(body: bytes) -> tuple[int, int, int]:
-    """(result, source, reason/diagnostic) of an A-ASSOCIATE-RJ body (PS3.8 §9.3.4), by pynetdicom's
-    ``A_ASSOCIATE_RJ``; :class:`PduError` when malformed."""
-    from pynetdicom.pdu import A_ASSOCIATE_RJ
-
-    pdu = A_ASSOCIATE_RJ()
-    try:
-        pdu.decode(_whole_pdu(3, body))
-    except (struct.error, IndexError, ValueError) as exc:
-        raise PduError(f"malformed A-ASSOCIATE-RJ: {exc}") from None
-    if pdu.result is None or pdu.source is None or pdu.reason_diagnostic is None:
-        raise PduError("malformed A-ASSOCIATE-RJ")
-    return pdu.result, pdu.source, pdu.reason_diagnostic
+    """(result, source, reason/diagnostic) of an A-ASSOCIATE-RJ body (PS3.8 §9.3.4: one reserved octet, then
+    the three fields, one octet each; values are read by ``rules.association_answers``); :class:`PduError`
+    when the body is not 4 octets."""
+    if len(body) != 4:
+        raise PduError(f"A-ASSOCIATE-RJ with length {len(body)} (PS3.8 says 4)")
+    return body[1], body[2], body[3]
 
 
 def decode_abort(body: bytes) -> tuple[int, int]:
-    """(source, reason/diagnostic) of an A-ABORT body (PS3.8 §9.3.8), by pynetdicom's ``A_ABORT_RQ``;
-    :class:`PduError` when malformed."""
-    from pynetdicom.pdu import A_ABORT_RQ
-
-    pdu = A_ABORT_RQ()
-    try:
-        pdu.decode(_whole_pdu(7, body))
-    except (struct.error, IndexError, ValueError) as exc:
-        raise PduError(f"malformed A-ABORT: {exc}") from None
-    if pdu.source is None or pdu.reason_diagnostic is None:
-        raise PduError("malformed A-ABORT")
-    return pdu.source, pdu.reason_diagnostic
+    """(source, reason/diagnostic) of an A-ABORT body (PS3.8 §9.3.8: two reserved octets, then the two fields);
+    :class:`PduError` when the body is not 4 octets."""
+    if len(body) != 4:
+        raise PduError(f"A-ABORT with length {len(body)} (PS3.8 says 4)")
+    return body[2], body[3]
 
 
 def decode_command_status(pdata_body: bytes) -> tuple[bool, int | None]:
