@@ -77,5 +77,5 @@ if [[ ! -x $venv/bin/python || ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; t
 fi
 # An editable install leaves the project's own modules uncompiled, and with PYTHONDONTWRITEBYTECODE set
 # every run compiles them again (≈ 0.3 s of each scan, issue 16). Stale bytecode is ignored by Python.
-"$venv/bin/python" -m compileall -q "$repo/dcsaudit" "$repo/checks" >/dev/null || true
+"$venv/bin/python" -m compileall -q "$repo/dcsaudit" "$repo/checks" "$repo/configs" "$repo/templates" >/dev/null || true
 "$venv/bin/dcsaudit" --version >/dev/null
