@@ -202,14 +202,12 @@ def finish(report: Report, policy: Policy, out: Path, quiet: bool, history: Hist
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    import asyncio
-
     from dcsaudit.config import load_config
     from dcsaudit.export.publish import from_args
     from dcsaudit.history import commands as history
     from dcsaudit.policy import load_policy
     from dcsaudit.preflight import Options, preflight
-    from dcsaudit.runner import run_audit
+    from dcsaudit.runner import run_audit_blocking
 
     config = load_config(args.config)
     policy = load_policy(args.policy or config.policy, base_dir=args.config.parent)
@@ -229,8 +227,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         store = dataclasses.replace(store, worker=start())
     try:
         with progress_reporter(args.quiet) as progress:
-            report = asyncio.run(run_audit(ready.config, policy, command="scan", progress=progress,
-                                           unresolved=ready.unresolved))
+            report = run_audit_blocking(ready.config, policy, command="scan", progress=progress,
+                                        unresolved=ready.unresolved)
         report, policy = history.adjust(report, policy, args, suppressions)
         return finish(report, policy, ready.out, args.quiet, history=store, publish=publish)
     finally:

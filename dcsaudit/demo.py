@@ -11,7 +11,6 @@ then audits it with ``run_audit`` exactly like ``dcsaudit scan`` and stops every
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import socket
 import ssl
@@ -232,7 +231,7 @@ def demo_deployment() -> Iterator[DeploymentConfig]:
 
 
 def run_demo(progress: Callable[[str], None] | None = None, policy_name: str | None = None) -> tuple[Report, Policy]:
-    from dcsaudit.runner import run_audit
+    from dcsaudit.runner import run_audit_blocking
 
     with demo_deployment() as config:
         from dcsaudit import logs
@@ -241,5 +240,5 @@ def run_demo(progress: Callable[[str], None] | None = None, policy_name: str | N
         policy = load_policy(policy_name or config.policy)
         if progress:
             progress("demo deployment started on 127.0.0.1")
-        report = asyncio.run(run_audit(config, policy, command="demo", progress=progress))
+        report = run_audit_blocking(config, policy, command="demo", progress=progress)
     return report, policy

@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dcsaudit import __version__, budgets
 from dcsaudit.config import DeploymentConfig, Host
@@ -534,6 +534,23 @@ class _Collector:
         from dcsaudit.auditmsg.correlate import correlate
 
         return correlate(self.ctx.evidence.items(), trail, window, application_entities=aes)
+
+
+def run_audit_blocking(config: DeploymentConfig, policy: Policy, **options: Any) -> Report:
+    """``run_audit`` in a fresh event loop (``asyncio.run``), for the command line.
+
+    The loop's main task returns nothing and the report is handed over beside it: at the end of
+    ``asyncio.run`` CPython's ``signal.getsignal(SIGINT)`` formats ``repr`` of asyncio's SIGINT handler (a
+    ``ValueError`` message in ``signal._int_to_enum``), which holds the main task and with it the task's
+    result: a whole report's repr, four times, 45 ms for one endpoint and more with every one added.
+    """
+    box: list[Report] = []
+
+    async def main() -> None:
+        box.append(await run_audit(config, policy, **options))
+
+    asyncio.run(main())
+    return box[0]
 
 
 async def run_audit(

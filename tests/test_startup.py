@@ -95,3 +95,25 @@ def test_scan_of_a_dicom_ae_imports_neither_pydicom_nor_pynetdicom(tmp_path: Pat
     assert ae["called_ae_reject"]["result"] == 1 and ae["called_ae_reject"]["source"] == 1, ae
     assert any(c["name"] == "Verification" for c in ae["presentation_contexts"]), ae["presentation_contexts"]
     assert [m for m in got["modules"] if m.split(".")[0] in ("pydicom", "pynetdicom")] == []
+
+
+def test_the_end_of_a_scan_never_formats_the_reports_repr(tmp_path: Path) -> None:
+    # Given a scan (of a closed port: the pipeline runs and writes a report) in a fresh interpreter where the
+    # report's repr fails loudly (CPython's signal.getsignal() formats asyncio's SIGINT handler, holding the
+    # main task and its result, when asyncio.run ends: a whole report's repr, four times)
+    from tests.peers.common import free_port
+
+    cfg = tmp_path / "deployment.yaml"
+    cfg.write_text(json.dumps({
+        "deployment": "startup", "hosts": [{"address": "127.0.0.1", "tcp_ports": [free_port()], "udp_ports": []}],
+        "scan": {"use_nmap": False, "timeouts": {"connect": 1, "read": 1, "endpoint": 10}}}))
+    code = ("import sys\nfrom dcsaudit.models.report import Report\n"
+            "def no_repr(self): raise SystemExit('repr of the report')\n"
+            "Report.__repr__ = no_repr\nfrom dcsaudit.cli import main\n"
+            f"sys.exit(main(['scan', {str(cfg)!r}, '--out', {str(tmp_path / 'out')!r}, '-q']))")
+    # When it runs
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    # Then it ends as a scan does (0 or 1), with its report written, and never reached the repr
+    assert out.returncode in (0, 1), out.stderr
+    assert "repr of the report" not in out.stderr + out.stdout
+    assert (tmp_path / "out" / "report.json").exists()
