@@ -320,8 +320,14 @@ def advert_mismatches(ep: Endpoint, a: DnsSdAdvert, aes: list[ApplicationEntity]
         out.append(f"advertised as DICOM over TLS, observed {ep.service}")
     if not tls and ep.service not in ("dicom", "unknown"):
         out.append(f"advertised as plaintext DICOM, observed {ep.service}")
-    titles = {ae.ae_title for ae in aes if ae.host == ep.host and ae.port == ep.port}
-    if a.ae_title is not None and titles and a.ae_title not in titles:
+    here = [ae for ae in aes if ae.host == ep.host and ae.port == ep.port]
+    # Titles the port is known to answer to: measured (a random title refused), or configured where not asked,
+    # and any other title the audit called and had accepted. A port that accepts any Called AE Title accepts
+    # the advertised one too: no mismatch can be shown there, and a guessed title names nothing.
+    titles = {ae.ae_title for ae in here if ae.title_measured() or (ae.configured and ae.accepts_any_called_ae is None)}
+    accepted = titles | {t for ae in here for t in ae.default_called_aes_accepted}
+    if a.ae_title is not None and titles and not any(ae.accepts_any_called_ae for ae in here) \
+            and a.ae_title not in accepted:
         out.append(f"TXT aet={a.ae_title}, but the AE at {ep.host}:{ep.port} is {', '.join(sorted(titles))}")
     return out
 

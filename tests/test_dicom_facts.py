@@ -293,6 +293,41 @@ def test_orthanc_with_called_aet_check_and_modalities(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.parametrize("check_called", [False, True])
+def test_orthanc_found_by_identification_is_named_only_by_a_measured_title(tmp_path: Path,
+                                                                           check_called: bool) -> None:
+    # Given Orthanc (title ORTHANC) that accepts any Called AE Title, or only its own, and a deployment that
+    # configures no AE: identification finds the port and the audit calls it by a title it guesses
+    with orthanc(tmp_path, check_called_aet=check_called) as port:
+        cfg = parse_config({"deployment": "facts", "hosts": [{"address": LOOPBACK, "tcp_ports": [port]}],
+                            "scan": {"timeouts": {"connect": 2, "dicom": 3, "read": 2}, "tls_audit": False,
+                                     "udp": False}})
+        report = asyncio.run(run_audit(cfg, load_policy("report-only")))
+    assert_annex_honest(report)
+    ae = the_ae(report)
+    assert ae.configured is False and ae.error is None, ae.error
+    title = cell(report, "N.6-6", "Called AE Title (SCP)", 2)
+    [n72] = [t for s in report.annex.sections for t in s.tables if t.id == "N.7-2"]
+    if check_called:
+        # Then where a random title is refused, the title that was accepted is Orthanc's, verified
+        assert (ae.ae_title, ae.accepts_any_called_ae) == ("ORTHANC", False)
+        assert (title.value, title.provenance) == ("ORTHANC", Provenance.VERIFIED)
+        assert n72.title == "Association Parameters for ORTHANC"
+        # found by trying the vendor defaults (identification's guess was refused with (1, 1, 7)), then the
+        # whole audit ran under it: one baseline, accepted, and identity measured, not refused for its title
+        assert [(a.called_ae, a.outcome) for a in ae.attempts if a.purpose == "baseline"] == [("ORTHANC", "accepted")]
+        assert ae.default_called_aes_accepted == ["ORTHANC"]  # a vendor-default title: a finding of its own
+        assert ae.user_identity.enforced is False and classes(ae)["1"] == "not_checked"
+    else:
+        # Then where any title is accepted, the guessed one is not reported as Orthanc's: not verifiable, why,
+        # and the AE is named by its port
+        assert ae.accepts_any_called_ae is True and ae.ae_title != "ORTHANC"
+        assert (title.value, title.provenance) == ("", Provenance.NOT_VERIFIABLE), title
+        assert "accepts any Called AE Title" in title.note
+        assert n72.title == f"Association Parameters for {LOOPBACK}:{port}"
+
+
+@pytest.mark.timeout(90)
 def test_d_timers_and_association_cells_name_their_measurement() -> None:
     # Given the one-association acceptor with a 3 s ARTIM, a 4 s idle timeout and DIMSE timeout 1 s
     with pynetdicom_scp("ACC-D", max_associations=1, acse_timeout=3, network_timeout=4, require_called=True,

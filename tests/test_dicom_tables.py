@@ -115,8 +115,9 @@ def test_one_block_per_ae_and_ups_ian_tables() -> None:
     rows = {r[0].value: r for r in n64.rows}
     assert [r[0].value for r in n64.rows][1:] == ["Called AE Title (SCP)", "Port", "TLS-Secured Port",
                                                   "Supported SOP Classes as SCP (probed)"]
-    assert (rows["Called AE Title (SCP)"][2].value, rows["Called AE Title (SCP)"][2].evidence) == ("PACS", ["ev-1", "ev-2"])
-    # the comment rests on the title probe, not on the reference association
+    # the title rests on the port that accepted it while refusing a random title (the TLS port's acceptance
+    # alone would show nothing), the comment on the title probe
+    assert (rows["Called AE Title (SCP)"][2].value, rows["Called AE Title (SCP)"][2].evidence) == ("PACS", ["ev-1"])
     assert rows["Called AE Title (SCP)"][3].value == "other Called AE Titles are refused"
     assert rows["Called AE Title (SCP)"][3].evidence == ["ev-3"]
     assert (rows["Port"][2].value, rows["Port"][2].evidence) == ("11112", ["ev-1"])
@@ -134,6 +135,52 @@ def test_one_block_per_ae_and_ups_ian_tables() -> None:
     ups = ts["Accepted Transfer Syntax: UnifiedProcedureStepPull"]
     assert ups.value == "Explicit VR Little Endian (1.2.840.10008.1.2.1)" and ups.evidence == ["ev-1", "ev-2"]
     assert "Implicit VR Little Endian" in ups.note  # what was proposed
+
+
+def _guessed(port: int, ref: str, **kw: object) -> ApplicationEntity:
+    """An AE identification found (not configured), audited under the title it guessed, ANY-SCP."""
+    return ApplicationEntity(ae_title="ANY-SCP", host="127.0.0.1", port=port, tls=False, configured=False,
+                             reference_evidence=ref, presentation_contexts=[IAN], **kw)
+
+
+def test_a_title_the_audit_only_guessed_is_not_reported_as_the_products() -> None:
+    # Given two ports of one host found by identification, both accepting the guessed title ANY-SCP because
+    # they accept any Called AE Title, and a vendor declaring the title ORTHANC
+    a = _guessed(104, "ev-1", accepts_any_called_ae=True, attempts=[_attempt("any_called_ae", "accepted", "ev-3")])
+    b = _guessed(11112, "ev-2", accepts_any_called_ae=True, attempts=[_attempt("any_called_ae", "accepted", "ev-4")])
+    declared = {"N.6-5": {"Called AE Title (SCP)": "ORTHANC"}}
+    out = [t for _s, t in tables(AuditData(endpoints=[], evidence=[], application_entities=[a, b], declared=declared))]
+    # Then they are two AEs, named by host:port, not one AE "ANY-SCP"
+    assert [t.title for t in out if t.id == "N.7-2"] == ["Association Parameters for 127.0.0.1:104",
+                                                        "Association Parameters for 127.0.0.1:11112"]
+    # And the title row shows the vendor's declaration as declared, never contradicted by the guess
+    [n65] = [t for t in out if t.id == "N.6-5"]
+    titles = [r for r in n65.rows if r[0].value == "Called AE Title (SCP)"]
+    assert [(r[2].value, r[2].provenance) for r in titles] == [("ORTHANC", Provenance.DECLARED)] * 2
+    # And without a declaration it is not verifiable, saying why, while the comment keeps its measurement
+    out = [t for _s, t in tables(AuditData(endpoints=[], evidence=[], application_entities=[a]))]
+    [n65] = [t for t in out if t.id == "N.6-5"]
+    [row] = [r for r in n65.rows if r[0].value == "Called AE Title (SCP)"]
+    assert (row[2].value, row[2].provenance, row[2].evidence) == ("", Provenance.NOT_VERIFIABLE, [])
+    assert "accepts any Called AE Title" in row[2].note and "'ANY-SCP'" in row[2].note
+    assert (row[3].value, row[3].evidence) == ("any Called AE Title is accepted", ["ev-3"])
+
+
+def test_a_title_is_verified_only_where_other_titles_are_refused() -> None:
+    # Given a configured AE whose title policy was not measured, and a guessed title the product answered to
+    # while it refused a random one (the product's own, as measured)
+    unmeasured = ApplicationEntity(ae_title="PACS", host="127.0.0.1", port=104, tls=False, reference_evidence="ev-1",
+                                   presentation_contexts=[IAN])
+    measured = _guessed(11112, "ev-2", accepts_any_called_ae=False,
+                        attempts=[_attempt("any_called_ae", "rejected", "ev-4", (1, 1, 7))])
+    out = [t for _s, t in tables(AuditData(endpoints=[], evidence=[], application_entities=[unmeasured, measured]))]
+    [n65] = [t for t in out if t.id == "N.6-5"]
+    rows = [r[2] for r in n65.rows if r[0].value == "Called AE Title (SCP)"]
+    # Then the unmeasured one is not observed, with the reason; the measured one is verified with its evidence
+    assert (rows[0].value, rows[0].provenance) == ("", Provenance.NOT_OBSERVED) and "not measured" in rows[0].note
+    assert (rows[1].value, rows[1].provenance, rows[1].evidence) == ("ANY-SCP", Provenance.VERIFIED, ["ev-2"])
+    assert [t.title for t in out if t.id == "N.7-2"] == ["Association Parameters for PACS",
+                                                        "Association Parameters for ANY-SCP"]
 
 
 def test_n79_failure_handling_cites_the_attempts_that_showed_it() -> None:

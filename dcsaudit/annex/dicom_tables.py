@@ -50,7 +50,8 @@ def _ok(data: AuditData) -> list[ApplicationEntity]:
 
 
 def _where(a: ApplicationEntity) -> str:
-    return f"{a.ae_title}@{a.host}:{a.port}"
+    label = a.label()
+    return f"{label}@{a.host}:{a.port}" if label == a.ae_title.strip() else label
 
 
 def _captured(data: AuditData) -> list[Initiator]:
@@ -271,10 +272,11 @@ def n71(data: AuditData) -> AnnexTable:
 
 
 def _ae_groups(aes: list[ApplicationEntity]) -> list[list[ApplicationEntity]]:
-    """AEs grouped by (host, AE title): one title served on a plain and a TLS port is one AE."""
+    """AEs grouped by (host, AE title): one title served on a plain and a TLS port is one AE. Ports whose title
+    names nothing (``ApplicationEntity.label``) stay apart: two products that accept any title are not one AE."""
     groups: dict[tuple[str, str], list[ApplicationEntity]] = {}
     for a in aes:
-        groups.setdefault((a.host, a.ae_title.strip()), []).append(a)
+        groups.setdefault((a.host, a.label()), []).append(a)
     return [sorted(g, key=lambda a: (a.tls, a.port)) for g in groups.values()]
 
 
@@ -287,9 +289,9 @@ def n72(data: AuditData) -> list[AnnexTable]:
     """Table N.7-2 for each audited AE, with the transfer syntax the AE chose for each accepted context."""
     out = []
     groups = _ae_groups(_ok(data))
-    titles = [g[0].ae_title.strip() for g in groups]
+    titles = [g[0].label() for g in groups]
     for group in groups:
-        title = group[0].ae_title.strip()
+        title = group[0].label()
         suffix = f" ({group[0].host})" if titles.count(title) > 1 else ""
         rows = _association_rows(data, "N.7-2", group, [])
         contexts = [(a, c) for a in group for c in a.presentation_contexts
@@ -457,7 +459,22 @@ def _scp_block(data: AuditData, t: str, group: list[ApplicationEntity], service:
             text = "any Called AE Title is accepted" if a.accepts_any_called_ae else "other Called AE Titles are refused"
             comments.setdefault(text, []).append(probe[-1].evidence)
     comment = "; ".join(comments) if len(comments) == 1 else ""
-    rows.append(_config_row(data, t, "Called AE Title (SCP)", title, ref, comment,
+    # The title is the product's where a port accepted it and refused a random one (that port's association is
+    # the evidence); accepted alone it shows nothing of the product's own title (a declared one is then shown
+    # as declared, never contradicted).
+    measured = [a.reference_evidence for a, _ in per if a.title_measured() and a.reference_evidence]
+    if measured:
+        observed, note, observable = title, "", False
+    elif any(a.accepts_any_called_ae for a, _ in per):
+        observed, observable = None, False
+        note = (f"the product accepts any Called AE Title, so its own cannot be told from the network "
+                f"('{title.strip()}', called by the audit, was accepted)")
+    else:
+        observed, observable = None, True
+        note = (f"'{title.strip()}' was accepted, but whether other Called AE Titles are refused was not measured, "
+                "so that does not show it is the product's title")
+    rows.append(_config_row(data, t, "Called AE Title (SCP)", observed, measured, comment,
+                            note=note or "not verifiable from the network", observable=observable,
                             comment_ev=[e for evs in comments.values() for e in evs]))
     for tls, label in ((False, "Port"), (True, "TLS-Secured Port")):
         ports = [(a, acc) for a, acc in per if a.tls == tls]

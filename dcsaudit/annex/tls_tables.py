@@ -36,7 +36,7 @@ def _tls_endpoints(data: AuditData) -> list[tuple[Endpoint, TlsResult]]:
 
 def _secured_aes(data: AuditData, eps: list[Endpoint]) -> str:
     keys = {(e.host, e.port) for e in eps}
-    aes = [ae.ae_title for ae in data.application_entities if (ae.host, ae.port) in keys]
+    aes = [ae.label() for ae in data.application_entities if (ae.host, ae.port) in keys]
     return ", ".join(sorted(set(aes))) or ", ".join(f"{e.host}:{e.port}" for e in eps)
 
 

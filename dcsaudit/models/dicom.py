@@ -265,6 +265,17 @@ class ApplicationEntity(Model):
     associations_used: int = 0
     duration_ms: float = 0.0
 
+    def title_measured(self) -> bool:
+        """The title is the product's own as measured: called and accepted while a random Called AE Title was
+        refused. Nothing else shows it: an A-ASSOCIATE-AC returns the Called AE Title unchecked (PS3.8 §9.3.3)."""
+        return self.accepts_any_called_ae is False
+
+    def label(self) -> str:
+        """How reports name this AE: its title where the title names it (measured, or listed in the
+        deployment's configuration), else host:port. A title identification only guessed, on a product that
+        accepts any Called AE Title (or was not asked), names nothing the product holds."""
+        return self.ae_title.strip() if self.configured or self.title_measured() else f"{self.host}:{self.port}"
+
 
 class TlsOffer(Model):
     """What a TLS client offered in its ClientHello, and what was negotiated (RFC 8446 §4.1.2)."""

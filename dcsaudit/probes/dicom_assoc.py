@@ -2,6 +2,9 @@
 
 Per AE, in this order (one association each unless said otherwise):
 
+0. Only for a port found by identification whose request under the guessed title (``ANY-SCP``) was
+   refused as an unknown Called AE Title: the vendor-default titles (``default_called_ae``), until one
+   is accepted; the audit then runs under that title, which is the product's (a random one is refused).
 1. ``baseline`` — configured Called/Calling AE titles, Verification plus the configured SOP classes as
    presentation contexts, C-ECHO, release: verification, implementation identity (PS3.7 D.3.3.2),
    Maximum Length, accepted contexts. With valid user-identity credentials configured and the baseline
@@ -27,6 +30,7 @@ well under a second. Only C-ECHO is ever sent as a DIMSE operation: no patient d
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 import ssl
 import string
@@ -60,6 +64,11 @@ UNKNOWN_AE = "ANY-SCP"
 NOT_FINISHED = "not audited: the DICOM stage's time budget ran out first"
 # Outcomes that mean "no DICOM conversation is possible here": stop auditing this AE after the baseline.
 FATAL = {"closed", "refused", "timeout", "tls_failure", "protocol_error", "error"}
+
+
+def _called_title_refused(attempt: AssociationAttempt) -> bool:
+    """Rejected by the service user because the Called AE Title is not recognised (PS3.8 §9.3.4: (1, 1, 7))."""
+    return attempt.title_reject and attempt.reject is not None and attempt.reject.reason == 7
 
 
 def random_ae() -> str:
@@ -98,6 +107,8 @@ class _AeTarget:
     port: int
     tls: bool
     configured: bool
+    guess_refused: bool = False  # identification's request under this (guessed) title got (1, 1, 7)
+    adopted: bool = False  # the title is a vendor default the product accepted in place of a refused guess
 
     @property
     def label(self) -> str:
@@ -151,13 +162,34 @@ async def _ordinary(ctx: AuditContext, t: _AeTarget) -> tuple[ApplicationEntity,
     target = Target(ctx, t.host, t.port, ssl_ctx, _timeouts(ctx), busy_retry_seconds=cfg.dicom.busy_retry_seconds)
     verification = (sops[0],)
 
-    def spec(purpose: AttemptPurpose, called: str = t.ae_title, calling_ae: str = calling,
+    def spec(purpose: AttemptPurpose, called: str | None = None, calling_ae: str = calling,
              sop: tuple[SopClass, ...] = verification, uid: dicom_ul.UserIdentityRQ | None = None,
              credentials: Credentials = "valid") -> Spec:
         # Only the baselines send a C-ECHO; the other probes only need the association answer. An
         # identity is the configured valid one unless it is one of the deliberately invalid probes.
-        return Spec(purpose, called, calling_ae, sop, uid, echo=purpose in ("baseline", "baseline_with_identity"),
+        return Spec(purpose, t.ae_title if called is None else called, calling_ae, sop, uid,
+                    echo=purpose in ("baseline", "baseline_with_identity"),
                     credentials=credentials if uid is not None else None)
+
+    # A port found by identification is called by a guessed title. Where identification's request under that
+    # title was refused as an unknown Called AE Title (1, 1, 7), every probe under it could only be refused for
+    # its title and tell nothing (identity, title policy, contexts): the vendor-default titles are tried first,
+    # one association each, and the first accepted one is the title the audit runs under.
+    tried_called: set[str] = {t.ae_title.strip()} if t.guess_refused else set()
+    if t.guess_refused:
+        for title in cfg.dicom.default_called_aes:
+            if title.strip() in tried_called:
+                continue
+            attempt, _ = await run_attempt(target, spec("default_called_ae", called=title))
+            tried_called.add(title.strip())
+            if attempt.outcome == "accepted":
+                t = dataclasses.replace(t, ae_title=title, adopted=True)
+                base = base.model_copy(update={"ae_title": title})
+                break
+            if not _called_title_refused(attempt):
+                break  # busy, closed, or refused for another reason: titles cannot be told apart now
+        # None accepted: the audit goes on under the guess; what does not rest on the title (a random title
+        # refused with (1, 1, 7)) is still measured, the rest comes out undetermined with its reason.
 
     ctx.progress(f"DICOM {t.label} AE {t.ae_title}")
     baseline, _ = await run_attempt(target, spec("baseline", sop=tuple(sops)))
@@ -184,8 +216,10 @@ async def _ordinary(ctx: AuditContext, t: _AeTarget) -> tuple[ApplicationEntity,
     default_called: list[str] = []
     default_calling: list[str] = []
     if accepts_called is False:
-        for title in cfg.dicom.default_called_aes:
-            if title.strip() != t.ae_title.strip():
+        if t.adopted:  # the product's own title is a vendor default: found by trying it
+            default_called.append(t.ae_title)
+        for title in cfg.dicom.default_called_aes:  # those tried while finding the title were refused
+            if title.strip() != t.ae_title.strip() and title.strip() not in tried_called:
                 a, _ = await run_attempt(target, spec("default_called_ae", called=title, uid=auth))
                 if a.outcome == "accepted":
                     default_called.append(title)
@@ -365,7 +399,11 @@ def _targets(cfg: DeploymentConfig, endpoints: list[Endpoint]) -> list[_AeTarget
         if (addr, ep.port) in seen:
             continue
         seen.add((addr, ep.port))
-        out.append(_AeTarget(UNKNOWN_AE, addr, ep.port, ep.service == "dicom-tls", False))
+        ident = ep.identification
+        answer = (ident.dicom_in_tls if ep.service == "dicom-tls" else ident.dicom) if ident else None
+        refused = bool(answer and answer.called_ae.strip() == UNKNOWN_AE and answer.reject is not None
+                       and (answer.reject.result, answer.reject.source, answer.reject.reason) == (1, 1, 7))
+        out.append(_AeTarget(UNKNOWN_AE, addr, ep.port, ep.service == "dicom-tls", False, guess_refused=refused))
     return out
 
 
