@@ -181,6 +181,9 @@ def test_a_title_is_verified_only_where_other_titles_are_refused() -> None:
     assert (rows[1].value, rows[1].provenance, rows[1].evidence) == ("ANY-SCP", Provenance.VERIFIED, ["ev-2"])
     assert [t.title for t in out if t.id == "N.7-2"] == ["Association Parameters for PACS",
                                                         "Association Parameters for ANY-SCP"]
+    # And a guessed title that was itself refused is not the product's, even though a random one was refused too
+    refused = _guessed(104, "ev-1", accepts_any_called_ae=False).model_copy(update={"reference_evidence": None})
+    assert not refused.title_measured() and refused.label() == "127.0.0.1:104"
 
 
 def test_n79_failure_handling_cites_the_attempts_that_showed_it() -> None:

@@ -266,9 +266,11 @@ class ApplicationEntity(Model):
     duration_ms: float = 0.0
 
     def title_measured(self) -> bool:
-        """The title is the product's own as measured: called and accepted while a random Called AE Title was
-        refused. Nothing else shows it: an A-ASSOCIATE-AC returns the Called AE Title unchecked (PS3.8 §9.3.3)."""
-        return self.accepts_any_called_ae is False
+        """The title is the product's own as measured: called and accepted (the reference association) while a
+        random Called AE Title was refused. Nothing else shows it: an A-ASSOCIATE-AC returns the Called AE Title
+        unchecked (PS3.8 §9.3.3), and a random title refused with (1, 1, 7) says nothing of a title that was
+        refused too."""
+        return self.accepts_any_called_ae is False and self.reference_evidence is not None
 
     def label(self) -> str:
         """How reports name this AE: its title where the title names it (measured, or listed in the
