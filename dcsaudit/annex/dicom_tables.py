@@ -467,8 +467,9 @@ def _scp_block(data: AuditData, t: str, group: list[ApplicationEntity], service:
         observed, note, observable = title, "", False
     elif any(a.accepts_any_called_ae for a, _ in per):
         observed, observable = None, False
+        called = "the configured title" if per[0][0].configured else "the title identification guessed"
         note = (f"the product accepts any Called AE Title, so its own cannot be told from the network "
-                f"('{title.strip()}', called by the audit, was accepted)")
+                f"('{title.strip()}', {called}, was accepted like any other)")
     else:
         observed, observable = None, True
         note = (f"'{title.strip()}' was accepted, but whether other Called AE Titles are refused was not measured, "
